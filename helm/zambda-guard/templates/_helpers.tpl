@@ -1,0 +1,317 @@
+{{/*
+Helpers. Every template here takes the chart's root context (`.`). Another chart
+that has zambda-guard as a dependency passes the subchart's own context:
+`(index .Subcharts "zambda-guard")` — see README, "Adding the sidecar to your own chart".
+*/}}
+
+{{/* Chart name. */}}
+{{- define "zambda-guard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the prefix of every object name. */}}
+{{- define "zambda-guard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A name derived from the full name with a suffix, kept within 63 characters. */}}
+{{- define "zambda-guard.suffixed" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (include "zambda-guard.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{- define "zambda-guard.configMapName" -}}
+{{- include "zambda-guard.suffixed" (list . "config") }}
+{{- end }}
+
+{{- define "zambda-guard.policiesConfigMapName" -}}
+{{- .Values.policies.existingConfigMap | default (include "zambda-guard.suffixed" (list . "policies")) }}
+{{- end }}
+
+{{- define "zambda-guard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: stable for the life of a release. */}}
+{{- define "zambda-guard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "zambda-guard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "zambda-guard.labels" -}}
+helm.sh/chart: {{ include "zambda-guard.chart" . }}
+{{ include "zambda-guard.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "zambda-guard.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: zambda-guard
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "zambda-guard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "zambda-guard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Images. */}}
+{{- define "zambda-guard.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "zambda-guard.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "zambda-guard.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "zambda-guard.functionImage" -}}
+{{- $img := .Values.function.image }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else if $img.tag }}
+{{- printf "%s:%s" $img.repository $img.tag }}
+{{- else }}
+{{- $img.repository }}
+{{- end }}
+{{- end }}
+
+{{/* Mount points inside the zambda-guard container. */}}
+{{- define "zambda-guard.configDir" -}}/etc/zambda-guard/config{{- end }}
+{{- define "zambda-guard.policiesDir" -}}/etc/zambda-guard/policies{{- end }}
+
+{{/* Ports, taken from config.listen and config.admin_listen ("host:port"). */}}
+{{- define "zambda-guard.proxyPort" -}}
+{{- regexFind "[0-9]+$" (dig "listen" "0.0.0.0:8080" .Values.config | toString) }}
+{{- end }}
+
+{{- define "zambda-guard.adminPort" -}}
+{{- regexFind "[0-9]+$" (dig "admin_listen" "0.0.0.0:9901" .Values.config | toString) }}
+{{- end }}
+
+{{/* The upstream zambda-guard forwards to in sidecar and embedded modes. */}}
+{{- define "zambda-guard.localUpstream" -}}
+{{- printf "127.0.0.1:%d" (int .Values.function.port) }}
+{{- end }}
+
+{{/*
+The config.yaml zambda-guard reads: `config` values with `policies.dir` set to
+the mounted directory, and `upstream.address` set to the function on localhost
+in sidecar and embedded modes. Also checks what the schema cannot.
+*/}}
+{{- define "zambda-guard.configYaml" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- $policies := deepCopy (get $cfg "policies" | default dict) }}
+{{- $_ := set $policies "dir" (include "zambda-guard.policiesDir" .) }}
+{{- $_ := set $cfg "policies" $policies }}
+{{- $upstream := deepCopy (get $cfg "upstream" | default dict) }}
+{{- if eq .Values.mode "standalone" }}
+{{- $address := get $upstream "address" | default "" }}
+{{- if not $address }}
+{{- fail "mode=standalone needs config.upstream.address: the backend's host:port" }}
+{{- end }}
+{{- if regexMatch "^(127\\.|localhost:|\\[::1\\]:)" $address }}
+{{- fail (printf "mode=standalone: config.upstream.address %s is a loopback address, which nothing serves in a standalone pod; use mode=sidecar to put the function in the same pod" $address) }}
+{{- end }}
+{{- else }}
+{{- $local := include "zambda-guard.localUpstream" . }}
+{{- $address := get $upstream "address" | default $local }}
+{{- if ne $address $local }}
+{{- fail (printf "mode=%s: zambda-guard forwards to the function at %s (from function.port); remove config.upstream.address (%s)" .Values.mode $local $address) }}
+{{- end }}
+{{- $_ := set $upstream "address" $local }}
+{{- $_ := set $cfg "upstream" $upstream }}
+{{- end }}
+{{- $declared := dict }}
+{{- range .Values.hmacSecrets }}
+{{- $_ := set $declared .env true }}
+{{- end }}
+{{- range $i, $issuer := (dig "auth" "issuers" list $cfg) }}
+{{- with (get $issuer "hmac_secret_env") }}
+{{- if not (hasKey $declared .) }}
+{{- fail (printf "config.auth.issuers[%d].hmac_secret_env is %s, but no hmacSecrets entry has env: %s (name the Secret and key that hold it)" $i . .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Hash of the rendered config.yaml: rolls the pods when the config changes, and only then. */}}
+{{- define "zambda-guard.configChecksum" -}}
+{{- include "zambda-guard.configYaml" . | sha256sum }}
+{{- end }}
+
+{{/*
+Shutdown timing (seconds). On pod deletion both containers' preStop hooks start
+together:
+  zambda-guard: preStop pause, then SIGTERM; it keeps serving for
+                shutdown.grace_period_seconds, then drains in-flight requests
+                for up to shutdown.drain_timeout_seconds.
+  function:     preStop pause longer than all of that, then SIGTERM.
+terminationGracePeriodSeconds covers the function's pause and its exit.
+*/}}
+{{- define "zambda-guard.proxyStopSeconds" -}}
+{{- $grace := dig "shutdown" "grace_period_seconds" 5 .Values.config | int }}
+{{- $drain := dig "shutdown" "drain_timeout_seconds" 25 .Values.config | int }}
+{{- add (int .Values.shutdown.preStopSleepSeconds) $grace $drain }}
+{{- end }}
+
+{{- define "zambda-guard.functionPreStopSeconds" -}}
+{{- $proxy := include "zambda-guard.proxyStopSeconds" . | int }}
+{{- if .Values.function.preStopSleepSeconds }}
+{{- $seconds := int .Values.function.preStopSleepSeconds }}
+{{- if le $seconds $proxy }}
+{{- fail (printf "function.preStopSleepSeconds (%d) must be longer than zambda-guard's shutdown (%d s: preStop + grace + drain), or the function stops while the proxy still drains" $seconds $proxy) }}
+{{- end }}
+{{- $seconds }}
+{{- else }}
+{{- add $proxy 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "zambda-guard.terminationGracePeriodSeconds" -}}
+{{- $needed := 0 }}
+{{- if eq .Values.mode "standalone" }}
+{{- $needed = add (include "zambda-guard.proxyStopSeconds" . | int) 5 }}
+{{- else }}
+{{- $needed = add (include "zambda-guard.functionPreStopSeconds" . | int) (int .Values.function.shutdownSeconds) }}
+{{- end }}
+{{- if .Values.terminationGracePeriodSeconds }}
+{{- $given := int .Values.terminationGracePeriodSeconds }}
+{{- if lt $given (int $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) is shorter than the shutdown it must cover (%d s); raise it or leave it empty to compute it" $given (int $needed)) }}
+{{- end }}
+{{- $given }}
+{{- else }}
+{{- $needed }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod annotations zambda-guard needs: the config checksum and, when enabled,
+Prometheus scrape annotations. For a pod template's `metadata.annotations`.
+*/}}
+{{- define "zambda-guard.podAnnotations" -}}
+checksum/zambda-guard-config: {{ include "zambda-guard.configChecksum" . }}
+{{- if .Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ include "zambda-guard.adminPort" . | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+
+{{/*
+The zambda-guard container, as one item of a `containers:` list. Forwards to
+127.0.0.1:<function.port> (sidecar, embedded) or config.upstream.address
+(standalone). Needs the volumes from "zambda-guard.volumes".
+*/}}
+{{- define "zambda-guard.container" -}}
+- name: zambda-guard
+  image: {{ include "zambda-guard.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - run
+    - --config
+    - {{ include "zambda-guard.configDir" . }}/config.yaml
+  ports:
+    - name: proxy
+      containerPort: {{ include "zambda-guard.proxyPort" . }}
+      protocol: TCP
+    - name: admin
+      containerPort: {{ include "zambda-guard.adminPort" . }}
+      protocol: TCP
+  {{- if or .Values.hmacSecrets .Values.env }}
+  env:
+    {{- range .Values.hmacSecrets }}
+    - name: {{ .env }}
+      valueFrom:
+        secretKeyRef:
+          name: {{ .secretName }}
+          key: {{ .key | quote }}
+    {{- end }}
+    {{- with .Values.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+  {{- with .Values.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: admin
+    {{- toYaml .Values.probes.liveness | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: admin
+    {{- toYaml .Values.probes.readiness | nindent 4 }}
+  {{- if gt (int .Values.shutdown.preStopSleepSeconds) 0 }}
+  lifecycle:
+    preStop:
+      sleep:
+        seconds: {{ int .Values.shutdown.preStopSleepSeconds }}
+  {{- end }}
+  {{- with .Values.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: zambda-guard-config
+      mountPath: {{ include "zambda-guard.configDir" . }}
+      readOnly: true
+    - name: zambda-guard-policies
+      mountPath: {{ include "zambda-guard.policiesDir" . }}
+      readOnly: true
+    - name: zambda-guard-tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/*
+The volumes the zambda-guard container mounts, as items of a `volumes:` list.
+The policies ConfigMap is mounted whole (never with subPath), so its `..data`
+symlink swap reaches zambda-guard's directory watch and policies reload in place.
+*/}}
+{{- define "zambda-guard.volumes" -}}
+- name: zambda-guard-config
+  configMap:
+    name: {{ include "zambda-guard.configMapName" . }}
+- name: zambda-guard-policies
+  configMap:
+    name: {{ include "zambda-guard.policiesConfigMapName" . }}
+- name: zambda-guard-tmp
+  emptyDir:
+    sizeLimit: 16Mi
+{{- end }}
+
+{{/* PromQL label matchers selecting this release's series. */}}
+{{- define "zambda-guard.promSelector" -}}
+{{- if .Values.prometheusRule.selector }}
+{{- .Values.prometheusRule.selector }}
+{{- else if eq .Values.mode "embedded" }}
+{{- printf "namespace=%q" .Release.Namespace }}
+{{- else }}
+{{- printf "namespace=%q,pod=~%q" .Release.Namespace (printf "%s-.+" (include "zambda-guard.fullname" .)) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,159 @@
+//! Config validation: defaults, the shipped reference file, and every
+//! problem reported with the key it is about.
+
+use super::*;
+
+const ISSUER: &str = "auth:\n  issuers:\n    - issuer: https://auth.test/\n      audiences: [https://api.test]\n      algorithms: [RS256]\n      jwks_url: https://auth.test/jwks.json\n";
+
+fn load(text: &str) -> Result<Config, Error> {
+    Config::from_yaml(text, "test.yaml", Path::new("/etc/zg"))
+}
+
+/// Asserts `text` is refused with a problem mentioning every fragment.
+fn refused(text: &str, fragments: &[&str]) {
+    let err = match load(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    };
+    for f in fragments {
+        assert!(err.contains(f), "{f:?} not in error:\n{err}");
+    }
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let c = load(ISSUER).unwrap();
+    assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.admin_listen, "0.0.0.0:9901".parse().unwrap());
+    assert_eq!(c.route_prefix, "/v1");
+    assert_eq!(c.enforcement, Enforcement::Enforce);
+    assert_eq!(c.upstream.address, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(c.upstream.connect_timeout, Duration::from_millis(1000));
+    assert_eq!(c.upstream.read_timeout, Duration::from_millis(30_000));
+    assert_eq!(c.auth.leeway_seconds, 30);
+    assert!(c.auth.forward_authorization);
+    assert_eq!(c.auth.token_cache_entries, 100_000);
+    assert_eq!(c.auth.jwks_fetch_timeout, Duration::from_millis(2000));
+    let i = &c.auth.issuers[0];
+    assert_eq!(i.jwks_refresh, Duration::from_secs(300));
+    assert_eq!(i.jwks_min_refetch, Duration::from_secs(30));
+    assert_eq!(i.subject_claim.to_string(), "sub");
+    assert!(i.roles_claim.is_none());
+    assert_eq!(c.policies.dir, PathBuf::from("/etc/zg/policies"));
+    assert!(c.policies.watch);
+    assert_eq!(c.limits.max_body_bytes, 6_291_456);
+    assert_eq!(c.shutdown.grace_period_seconds, 5);
+    assert_eq!(c.shutdown.drain_timeout_seconds, 25);
+    assert!(c.cors.is_none());
+    assert_eq!(c.log.decisions, LogDecisions::Denied);
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert!(c.threads >= 1);
+}
+
+#[test]
+fn the_shipped_reference_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.auth.issuers.len(), 1);
+    assert!(c.policies.dir.ends_with("policies"));
+}
+
+#[test]
+fn problems_name_their_key() {
+    refused(&format!("{ISSUER}bogus: 1\n"), &["bogus"]);
+    refused(&format!("{ISSUER}upstream:\n  adress: x\n"), &["adress"]);
+    refused(
+        "auth:\n  issuers: []\n",
+        &["auth.issuers", "at least one issuer"],
+    );
+    refused(
+        "auth:\n  issuers:\n    - issuer: https://a/\n      algorithms: [RS256]\n      jwks_url: https://a/j\n",
+        &["auth.issuers[0].audiences"],
+    );
+    refused(
+        "auth:\n  issuers:\n    - issuer: https://a/\n      audiences: [x]\n      algorithms: [none]\n      jwks_url: https://a/j\n",
+        &["auth.issuers[0].algorithms", "\"none\""],
+    );
+    refused(
+        "auth:\n  issuers:\n    - issuer: https://a/\n      audiences: [x]\n      algorithms: [RS256]\n",
+        &["no key source"],
+    );
+    refused(
+        "auth:\n  issuers:\n    - issuer: https://a/\n      audiences: [x]\n      algorithms: [RS256]\n      jwks_url: http://auth.example.com/jwks\n",
+        &["jwks_url", "loopback"],
+    );
+    refused(&format!("{ISSUER}listen: nowhere\n"), &["listen"]);
+    refused(
+        &ISSUER.replace("auth:\n", "auth:\n  leeway_seconds: 100000\n"),
+        &["auth.leeway_seconds"],
+    );
+    refused(
+        &format!("{ISSUER}      jwks_min_refetch_seconds: 0\n"),
+        &["auth.issuers[0].jwks_min_refetch_seconds"],
+    );
+    refused(&format!("{ISSUER}route_prefix: v1\n"), &["route_prefix"]);
+    refused(
+        &format!("{ISSUER}route_prefix: /v1/../x\n"),
+        &["route_prefix"],
+    );
+    refused(&format!("{ISSUER}enforcement: audit\n"), &["enforcement"]);
+    refused(&format!("{ISSUER}threads: 0\n"), &["threads"]);
+    refused(
+        &format!("{ISSUER}upstream:\n  path_template: /fn/{{nam}}\n"),
+        &["upstream.path_template", "{nam}"],
+    );
+    refused(
+        &format!("{ISSUER}upstream:\n  path_template: fn\n"),
+        &["must start with '/'"],
+    );
+    refused(
+        &format!("{ISSUER}cors:\n  allowed_origins: ['*']\n  allow_credentials: true\n"),
+        &["cors.allowed_origins"],
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let err = load(&format!("{ISSUER}threads: 0\nroute_prefix: v1\n"))
+        .err()
+        .unwrap();
+    assert_eq!(err.problems.len(), 2, "{err}");
+}
+
+#[test]
+fn hmac_secrets_come_from_the_environment() {
+    let base = "auth:\n  issuers:\n    - issuer: https://a/\n      audiences: [x]\n      algorithms: [HS256]\n      hmac_secret_env: ";
+    // SAFETY of the test: names unique to this test, no other test reads them.
+    std::env::set_var("ZG_TEST_SHORT_SECRET", "too-short");
+    std::env::set_var("ZG_TEST_GOOD_SECRET", "0123456789abcdef0123456789abcdef");
+    refused(&format!("{base}ZG_TEST_SHORT_SECRET\n"), &["at least 32"]);
+    refused(&format!("{base}ZG_TEST_UNSET_SECRET\n"), &["not set"]);
+    let c = load(&format!("{base}ZG_TEST_GOOD_SECRET\n")).unwrap();
+    match &c.auth.issuers[0].keys[0] {
+        KeySource::HmacSecret { secret, .. } => assert_eq!(secret.len(), 32),
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{:?}", c.auth.issuers[0].keys[0]).contains("0123456789"));
+}
+
+#[test]
+fn claims_and_overrides() {
+    let c = load(
+        "auth:\n  roles_claim: realm_access.roles\n  issuers:\n    - issuer: https://a/\n      audiences: [x]\n      algorithms: [RS256]\n      jwks_url: http://127.0.0.1:1/j\n      subject_claim: client_id\n    - issuer: https://b/\n      audiences: [x]\n      algorithms: [ES256]\n      jwks_url: http://localhost:1/j\n",
+    )
+    .unwrap();
+    let (a, b) = (&c.auth.issuers[0], &c.auth.issuers[1]);
+    assert_eq!(a.subject_claim.to_string(), "client_id");
+    assert_eq!(b.subject_claim.to_string(), "sub");
+    let roles = b.roles_claim.as_ref().unwrap();
+    let claims = serde_json::json!({"realm_access": {"roles": ["r1"]}});
+    assert_eq!(roles.get(&claims), Some(&serde_json::json!(["r1"])));
+}
+
+#[test]
+fn path_template_renders_placeholders() {
+    let t = PathTemplate::parse("/function/{name}/{route}?id={id}").err();
+    assert!(t.is_some(), "'?' is not allowed in a template");
+    let t = PathTemplate::parse("/function/{name}/{route}/{id}").unwrap();
+    assert_eq!(t.render("i-1", "n", "execute"), "/function/n/execute/i-1");
+}

@@ -1,0 +1,310 @@
+//! The command line (SPEC §5): the only place that exits the process.
+//!
+//! Exit codes: 0 success; 1 a policy test failed or a diff gate tripped;
+//! 2 invalid input (config, policies, arguments).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use zambda_guard::config::{Config, LogFormat};
+use zambda_guard::explain::{self, Format, Query};
+use zambda_guard::reload::{Outcome, Reloader};
+use zambda_guard::{authn, demo, policy, server};
+
+#[derive(Parser)]
+#[command(
+    name = "zambda-guard",
+    version,
+    about = "A reverse proxy that enforces Oystehr Zambda invoke permissions in front of any function backend.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default command).
+    Run(RunArgs),
+    /// Validate the config, the policies and key files; print a summary.
+    Check(ConfigArg),
+    /// Print the decision for one principal and Zambda, and why.
+    Explain(ExplainArgs),
+    /// Start a self-contained demonstration: echo backend, generated key,
+    /// example policies, and ready-to-paste curl commands.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "config.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The config file.
+    #[arg(long, short = 'c', default_value = "config.yaml")]
+    config: PathBuf,
+    /// Take the listening sockets over from a running instance (send it SIGQUIT).
+    #[arg(long)]
+    upgrade: bool,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// A bearer token; verified as the proxy would (fetching keys if needed).
+    #[arg(long, conflicts_with_all = ["subject", "role", "issuer"], required_unless_present = "subject")]
+    token: Option<String>,
+    /// With --token: only decode the token, do not verify it.
+    #[arg(long, requires = "token")]
+    no_verify: bool,
+    /// The actor's subject.
+    #[arg(long)]
+    subject: Option<String>,
+    /// The token issuer, for issuer-bound actors.
+    #[arg(long, requires = "subject")]
+    issuer: Option<String>,
+    /// A role the token would carry (repeatable).
+    #[arg(long = "role", requires = "subject")]
+    role: Vec<String>,
+    /// The Zambda id or name.
+    #[arg(long)]
+    zambda: String,
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Proxy port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Admin port on 127.0.0.1.
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// Echo backend port on 127.0.0.1.
+    #[arg(long, default_value_t = 3000)]
+    backend_port: u16,
+}
+
+fn main() -> ExitCode {
+    // SIGHUP's default action kills the process; register before anything
+    // else so a reload signal can never take the proxy down.
+    let hangups = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install the SIGHUP handler: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    authn::install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Run(args) => run(args, hangups),
+        Command::Check(args) => check(&args.config),
+        Command::Explain(args) => explain(args),
+        Command::Demo(args) => demo(args, hangups),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: invalid config:\n{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let json = match std::env::var("LOG_FORMAT") {
+        Ok(v) => v.eq_ignore_ascii_case("json"),
+        Err(_) => format == LogFormat::Json,
+    };
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // pingora (and h2 under it) print whole request headers and bodies at
+    // debug and trace level: Authorization included. Nothing from them
+    // below info is ever written, whatever RUST_LOG says.
+    let no_secrets = tracing_subscriber::filter::filter_fn(|meta| {
+        let t = meta.target();
+        let chatty = t.starts_with("pingora") || t.starts_with("h2") || t.starts_with("hyper");
+        !(chatty && *meta.level() > tracing::Level::INFO)
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = if json {
+        fmt.json().boxed()
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).boxed()
+    };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(no_secrets))
+        .try_init();
+}
+
+fn run(args: RunArgs, hangups: signal_hook::iterator::Signals) -> ExitCode {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(config.log.format);
+    serve(config, args.upgrade, hangups)
+}
+
+/// Starts the server for a validated config and blocks until it stops.
+fn serve(config: Config, upgrade: bool, hangups: signal_hook::iterator::Signals) -> ExitCode {
+    let state = match server::prepare(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        listen = %state.config.listen,
+        admin = %state.config.admin_listen,
+        upstream = %state.config.upstream.address_text,
+        policies = %state.config.policies.dir.display(),
+        "zambda-guard {} starting",
+        zambda_guard::VERSION
+    );
+    if let Err(not_ready) = state.readiness() {
+        for reason in not_ready.0 {
+            tracing::warn!("not ready yet: {reason}");
+        }
+    }
+    let reloader = Reloader::new(state.clone());
+    if state.config.policies.watch {
+        if let Err(e) = reloader.spawn_watcher() {
+            tracing::error!("cannot start the policy watcher: {e}; SIGHUP still reloads");
+        }
+    }
+    reload_on_hangup(reloader, hangups);
+    server::run(state, upgrade);
+    ExitCode::SUCCESS
+}
+
+/// SIGHUP re-reads the policies now; an invalid set is refused and logged.
+fn reload_on_hangup(reloader: Arc<Reloader>, mut hangups: signal_hook::iterator::Signals) {
+    std::thread::spawn(move || {
+        for _ in hangups.forever() {
+            if reloader.check("SIGHUP") == Outcome::Unchanged {
+                tracing::info!("SIGHUP: policies unchanged");
+            }
+        }
+    });
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = authn::Authenticator::new(&config.auth) {
+        problems.push(e.to_string());
+    }
+    let loaded = match policy::load_dir(&config.policies.dir)
+        .and_then(|l| zambda_guard::state::supported(&l.set).map(|()| l))
+    {
+        Ok(l) => Some(l),
+        Err(e) => {
+            problems.extend(e.0.iter().map(ToString::to_string));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        eprintln!("error: {} problem(s):", problems.len());
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(2);
+    }
+    let Some(loaded) = loaded else {
+        return ExitCode::from(2);
+    };
+    for w in explain::check_warnings(&config, &loaded) {
+        println!("warning: {w}");
+    }
+    println!("{}", explain::summary(&config, &loaded));
+    ExitCode::SUCCESS
+}
+
+fn explain(args: ExplainArgs) -> ExitCode {
+    let config = match load_config(&args.config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let set = match policy::load_dir(&config.policies.dir) {
+        Ok(l) => l.set,
+        Err(e) => {
+            eprintln!("error: invalid policies:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let query = match (args.token, args.subject) {
+        (Some(token), _) if args.no_verify => Query::UnverifiedToken(token),
+        (Some(token), _) => Query::Token(token),
+        (None, Some(subject)) => Query::Subject {
+            subject,
+            issuer: args.issuer,
+            roles: args.role,
+        },
+        (None, None) => {
+            eprintln!("error: give --token or --subject");
+            return ExitCode::from(2);
+        }
+    };
+    let format = match args.format {
+        FormatArg::Text => Format::Text,
+        FormatArg::Json => Format::Json,
+    };
+    match explain::run(&config, &set, query, &args.zambda, format) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn demo(args: DemoArgs, hangups: signal_hook::iterator::Signals) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let setup = match demo::prepare(args.port, args.admin_port, args.backend_port) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot prepare the demo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = demo::start_backend(args.backend_port) {
+        eprintln!(
+            "error: cannot start the echo backend on 127.0.0.1:{}: {e}",
+            args.backend_port
+        );
+        return ExitCode::from(2);
+    }
+    println!("{}", setup.instructions);
+    serve(setup.config, false, hangups)
+}

@@ -1,0 +1,154 @@
+//! The policy file format, exactly as written on disk (YAML or JSON).
+//!
+//! These types exist only at the edge: `load` deserializes a file into them,
+//! validates every field and compiles the result into the types of `model`.
+//! Nothing here is trusted; strings that have a fixed vocabulary (`type`,
+//! `effect`) are kept as strings so that `load` can report every bad value
+//! in a file instead of stopping at the first one.
+
+use std::fmt;
+
+use serde::de::{self, value::MapAccessDeserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// One policy file. Every section is optional and may be `null`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    #[serde(default)]
+    pub zambdas: Option<Vec<Zambda>>,
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+    #[serde(default)]
+    pub actors: Option<Vec<Actor>>,
+}
+
+/// A catalog entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Zambda {
+    pub id: String,
+    pub name: String,
+    /// `authenticated` (the default) or `public`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// A named upstream (SPEC §7); absent means the default upstream.
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+/// A role, in the shape Oystehr returns it (`accessPolicy` is an alias).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Role {
+    pub name: String,
+    #[serde(alias = "accessPolicy")]
+    pub access_policy: AccessPolicy,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// An actor: a token subject, optionally bound to one issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Actor {
+    pub subject: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, alias = "accessPolicy")]
+    pub access_policy: Option<AccessPolicy>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// An Oystehr access policy: `{rule: [...]}` or `{rule: {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccessPolicy {
+    pub rule: Rules,
+}
+
+/// `rule`: a list of rules or a single rule object.
+#[derive(Debug)]
+pub(super) struct Rules(pub Vec<Rule>);
+
+/// One rule of an access policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rule {
+    pub action: Strings,
+    pub resource: Strings,
+    /// `Allow` or `Deny`, checked by `load`.
+    pub effect: String,
+    /// Any value; only its presence matters (`null` counts as absent).
+    #[serde(default)]
+    pub condition: Option<IgnoredAny>,
+}
+
+/// `action` / `resource`: one string or a list of strings.
+#[derive(Debug)]
+pub(super) struct Strings(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Rules {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RulesVisitor;
+
+        impl<'de> Visitor<'de> for RulesVisitor {
+            type Value = Rules;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a rule or a list of rules")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Rules, A::Error> {
+                Rule::deserialize(MapAccessDeserializer::new(map)).map(|rule| Rules(vec![rule]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rules, A::Error> {
+                let mut rules = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(rule) = seq.next_element()? {
+                    rules.push(rule);
+                }
+                Ok(Rules(rules))
+            }
+        }
+
+        deserializer.deserialize_any(RulesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Strings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StringsVisitor;
+
+        impl<'de> Visitor<'de> for StringsVisitor {
+            type Value = Strings;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Strings, E> {
+                Ok(Strings(vec![value.to_owned()]))
+            }
+
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Strings, E> {
+                Ok(Strings(vec![value]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+                let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(value) = seq.next_element()? {
+                    values.push(value);
+                }
+                Ok(Strings(values))
+            }
+        }
+
+        deserializer.deserialize_any(StringsVisitor)
+    }
+}

@@ -1,0 +1,308 @@
+//! Line numbers of the entries of a policy file, for error messages and for
+//! the `file:line` that every compiled rule carries.
+//!
+//! serde_yaml keeps no spans, so the text is read a second time. Only the
+//! positions the loader reports are recorded: each entry of `zambdas`,
+//! `roles` and `actors` (its first and last line), each rule of its access
+//! policy, and each role an actor names.
+//!
+//! Block-style YAML, the usual shape of policy files, is indexed line by
+//! line by [`block`], and JSON by [`json`]; both give up on anything they do
+//! not fully understand. Everything else is walked with yaml-rust2's event
+//! parser, which has markers but is several times slower. The walk is best
+//! effort: on a syntax error what was indexed so far is kept (serde has
+//! already reported the error). JSON is YAML for the walk; tabs, which YAML
+//! forbids as indentation but JSON allows as whitespace, are read as spaces.
+
+pub(super) mod block;
+pub(super) mod json;
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// The three sections of a policy file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Section {
+    Zambdas,
+    Roles,
+    Actors,
+}
+
+impl Section {
+    pub(super) fn key(self) -> &'static str {
+        match self {
+            Section::Zambdas => "zambdas",
+            Section::Roles => "roles",
+            Section::Actors => "actors",
+        }
+    }
+}
+
+/// Where one entry of a section sits in its file (1-based lines).
+#[derive(Debug, Default)]
+pub(super) struct Entry {
+    pub first: usize,
+    pub last: usize,
+    /// Line of each rule of the entry's access policy.
+    pub rules: Vec<usize>,
+    /// Line of each role an actor names.
+    pub roles: Vec<usize>,
+    /// The line of every rule, when the policy is written in flow style on
+    /// one line (`access_policy: {rule: [...]}`).
+    pub rules_flow: Option<usize>,
+    /// The line of every role, for `roles: [a, b]`.
+    pub roles_flow: Option<usize>,
+}
+
+/// The line index of one file.
+#[derive(Debug, Default)]
+pub(super) struct Lines {
+    pub zambdas: Vec<Entry>,
+    pub roles: Vec<Entry>,
+    pub actors: Vec<Entry>,
+}
+
+impl Lines {
+    /// Indexes `text`; `json` selects the JSON reading of whitespace.
+    pub(super) fn index(text: &str, json: bool) -> Lines {
+        let fast = if json {
+            json::index(text)
+        } else {
+            block::index(text)
+        };
+        fast.unwrap_or_else(|| Lines::walk(text, json))
+    }
+
+    /// Indexes `text` with the YAML parser.
+    pub(super) fn walk(text: &str, json: bool) -> Lines {
+        let mut lines = Lines::default();
+        let mut walker = if json && text.contains('\t') {
+            Walker::new(Parser::new(Box::new(Detab(text.chars()))))
+        } else {
+            Walker::new(Parser::new(Box::new(text.chars())))
+        };
+        // `None` means the text ended early or is not valid YAML.
+        let _ = walker.file(&mut lines);
+        lines
+    }
+
+    fn section(&self, section: Section) -> &[Entry] {
+        match section {
+            Section::Zambdas => &self.zambdas,
+            Section::Roles => &self.roles,
+            Section::Actors => &self.actors,
+        }
+    }
+
+    fn section_mut(&mut self, section: Section) -> &mut Vec<Entry> {
+        match section {
+            Section::Zambdas => &mut self.zambdas,
+            Section::Roles => &mut self.roles,
+            Section::Actors => &mut self.actors,
+        }
+    }
+
+    /// Line where entry `index` of `section` starts.
+    pub(super) fn entry(&self, section: Section, index: usize) -> Option<usize> {
+        self.section(section).get(index).map(|entry| entry.first)
+    }
+
+    /// Line of rule `rule` of the access policy of entry `index`.
+    pub(super) fn rule(&self, section: Section, index: usize, rule: usize) -> Option<usize> {
+        let entry = self.section(section).get(index)?;
+        entry.rules.get(rule).copied().or(entry.rules_flow)
+    }
+
+    /// Line of the `role`-th role named by actor `index`.
+    pub(super) fn actor_role(&self, index: usize, role: usize) -> Option<usize> {
+        let entry = self.actors.get(index)?;
+        entry.roles.get(role).copied().or(entry.roles_flow)
+    }
+
+    /// The entry whose lines contain `line`, if any.
+    pub(super) fn entry_at(&self, line: usize) -> Option<(Section, usize)> {
+        [Section::Zambdas, Section::Roles, Section::Actors]
+            .into_iter()
+            .find_map(|section| {
+                let index = self
+                    .section(section)
+                    .iter()
+                    .position(|entry| entry.first <= line && line <= entry.last)?;
+                Some((section, index))
+            })
+    }
+}
+
+type Chars<'a> = Box<dyn Iterator<Item = char> + 'a>;
+
+/// Reads tabs as spaces (JSON whitespace); line numbers are unchanged.
+struct Detab<I>(I);
+
+impl<I: Iterator<Item = char>> Iterator for Detab<I> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        self.0.next().map(|c| if c == '\t' { ' ' } else { c })
+    }
+}
+
+struct Walker<'a> {
+    parser: Parser<Chars<'a>>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(parser: Parser<Chars<'a>>) -> Self {
+        Walker { parser }
+    }
+
+    fn next(&mut self) -> Option<(Event, Marker)> {
+        self.parser.next_token().ok()
+    }
+
+    /// Line of the next event, without consuming it.
+    fn peek_line(&mut self) -> Option<usize> {
+        self.parser.peek().ok().map(|(_, mark)| mark.line())
+    }
+
+    /// Consumes the rest of a node whose first event was `first`.
+    fn skip(&mut self, first: &Event) -> Option<()> {
+        let mut depth: usize = match first {
+            Event::MappingStart(..) | Event::SequenceStart(..) => 1,
+            _ => return Some(()),
+        };
+        while depth > 0 {
+            match self.next()?.0 {
+                Event::MappingStart(..) | Event::SequenceStart(..) => depth += 1,
+                Event::MappingEnd | Event::SequenceEnd => depth -= 1,
+                Event::StreamEnd => return None,
+                _ => {}
+            }
+        }
+        Some(())
+    }
+
+    /// Line of a node that starts with (`first`, `mark`): for a block
+    /// mapping, the marker points past its first key, so the first key's
+    /// line is used instead.
+    fn node_line(&mut self, first: &Event, mark: Marker) -> usize {
+        match first {
+            Event::MappingStart(..) => match self.parser.peek() {
+                Ok((Event::Scalar(..), key)) => key.line(),
+                _ => mark.line(),
+            },
+            _ => mark.line(),
+        }
+    }
+
+    /// Walks a mapping whose `MappingStart` was consumed, calling `value`
+    /// for each scalar key with the first event of its value; `value` must
+    /// consume the value node.
+    fn mapping(
+        &mut self,
+        mut value: impl FnMut(&mut Self, &str, Event, Marker) -> Option<()>,
+    ) -> Option<()> {
+        loop {
+            let (key, _) = self.next()?;
+            match key {
+                Event::MappingEnd => return Some(()),
+                Event::Scalar(key, ..) => {
+                    let (first, mark) = self.next()?;
+                    value(self, &key, first, mark)?;
+                }
+                other => {
+                    self.skip(&other)?;
+                    let (first, _) = self.next()?;
+                    self.skip(&first)?;
+                }
+            }
+        }
+    }
+
+    /// Walks a sequence whose first event is `first` (anything else is
+    /// skipped), calling `item` with each item's index, first event and line.
+    fn sequence(
+        &mut self,
+        first: Event,
+        mut item: impl FnMut(&mut Self, usize, Event, usize) -> Option<()>,
+    ) -> Option<()> {
+        if !matches!(first, Event::SequenceStart(..)) {
+            return self.skip(&first);
+        }
+        let mut index = 0;
+        loop {
+            let (first, mark) = self.next()?;
+            if first == Event::SequenceEnd {
+                return Some(());
+            }
+            let line = self.node_line(&first, mark);
+            item(self, index, first, line)?;
+            index += 1;
+        }
+    }
+
+    fn file(&mut self, lines: &mut Lines) -> Option<()> {
+        let (mut first, _) = self.next()?;
+        while matches!(first, Event::StreamStart | Event::DocumentStart) {
+            first = self.next()?.0;
+        }
+        if !matches!(first, Event::MappingStart(..)) {
+            return Some(());
+        }
+        self.mapping(|walker, key, first, _| {
+            let section = match key {
+                "zambdas" => Section::Zambdas,
+                "roles" => Section::Roles,
+                "actors" => Section::Actors,
+                _ => return walker.skip(&first),
+            };
+            walker.sequence(first, |walker, _, first, line| {
+                let mut entry = Entry {
+                    first: line,
+                    ..Entry::default()
+                };
+                walker.entry(section, first, &mut entry)?;
+                // The next event (the next item, or what follows the list)
+                // starts the line after the entry's last one.
+                let next = walker.peek_line().unwrap_or(usize::MAX);
+                entry.last = next.saturating_sub(1).max(line);
+                lines.section_mut(section).push(entry);
+                Some(())
+            })
+        })
+    }
+
+    fn entry(&mut self, section: Section, first: Event, entry: &mut Entry) -> Option<()> {
+        if !matches!(first, Event::MappingStart(..)) || section == Section::Zambdas {
+            return self.skip(&first);
+        }
+        self.mapping(|walker, key, first, _| match key {
+            "access_policy" | "accessPolicy" => walker.policy(first, &mut entry.rules),
+            "roles" if section == Section::Actors => {
+                walker.sequence(first, |walker, _, first, line| {
+                    entry.roles.push(line);
+                    walker.skip(&first)
+                })
+            }
+            _ => walker.skip(&first),
+        })
+    }
+
+    fn policy(&mut self, first: Event, rules: &mut Vec<usize>) -> Option<()> {
+        if !matches!(first, Event::MappingStart(..)) {
+            return self.skip(&first);
+        }
+        self.mapping(|walker, key, first, mark| {
+            if key != "rule" {
+                return walker.skip(&first);
+            }
+            if matches!(first, Event::MappingStart(..)) {
+                rules.push(walker.node_line(&first, mark));
+                return walker.skip(&first);
+            }
+            walker.sequence(first, |walker, _, first, line| {
+                rules.push(line);
+                walker.skip(&first)
+            })
+        })
+    }
+}

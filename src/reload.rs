@@ -1,0 +1,265 @@
+//! Hot reload of the policy directory and of key files.
+//!
+//! A watcher thread waits for file-system events under the policy
+//! directory (and the directories of `jwks_file`/`public_key_pem_file` key
+//! sources), debounces them, then re-reads everything. The set is swapped
+//! only when the content changed and the whole new set is valid; an invalid
+//! set is refused, logged with file and line, counted, and the last good set
+//! keeps serving. A periodic content check catches what the watcher missed
+//! (dropped events, file systems without inotify, a policy directory that is
+//! itself a symlink and was re-pointed). SIGHUP runs the same check at once.
+//!
+//! Kubernetes ConfigMap volumes update by writing a new timestamped
+//! directory and renaming the `..data` symlink; watching the directory (not
+//! the files) and re-reading through the symlinks handles that.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+
+use crate::config::KeySource;
+use crate::policy;
+use crate::state::State;
+
+/// Quiet time after the last event before a reload runs.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// A burst of events never delays a reload longer than this.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
+/// How often the content is checked even without events.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What a reload attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Same content as the last attempt: nothing done, nothing counted.
+    Unchanged,
+    /// A new set is live.
+    Reloaded,
+    /// The new content is invalid; the last good set keeps serving.
+    Refused,
+}
+
+/// Serialises reloads (watcher, poll, SIGHUP) and remembers the content
+/// last attempted, so unchanged content is neither reloaded nor counted.
+pub struct Reloader {
+    state: Arc<State>,
+    last: Mutex<Option<[u8; 32]>>,
+}
+
+impl Reloader {
+    /// For a state whose start-up set (generation 1) was just loaded.
+    pub fn new(state: Arc<State>) -> Arc<Self> {
+        let first = fingerprint(&policy::read_sources(&state.config.policies.dir));
+        Arc::new(Reloader {
+            state,
+            last: Mutex::new(Some(first)),
+        })
+    }
+
+    /// Re-reads the policy directory; reloads when the content changed.
+    pub fn check(&self, why: &str) -> Outcome {
+        let Ok(mut last) = self.last.lock() else {
+            return Outcome::Unchanged;
+        };
+        let sources = policy::read_sources(&self.state.config.policies.dir);
+        let print = fingerprint(&sources);
+        if *last == Some(print) {
+            return Outcome::Unchanged;
+        }
+        *last = Some(print);
+        let metrics = &self.state.metrics;
+        let compiled = policy::compile_sources(sources)
+            .and_then(|loaded| crate::state::supported(&loaded.set).map(|()| loaded));
+        match compiled {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                let rules = loaded.set.stats().rules();
+                self.state.install(loaded.set);
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                metrics
+                    .policy_rules
+                    .set(i64::try_from(rules).unwrap_or(i64::MAX));
+                metrics.policy_last_reload_success.set(1);
+                metrics.policy_last_reload_timestamp.set(unix_now());
+                tracing::info!(
+                    generation = self.state.generation(),
+                    trigger = why,
+                    "policies reloaded"
+                );
+                Outcome::Reloaded
+            }
+            Err(errors) => {
+                metrics.policy_reloads.with_label_values(&["error"]).inc();
+                metrics.policy_last_reload_success.set(0);
+                tracing::error!(
+                    trigger = why,
+                    "policy reload refused, the last good set keeps serving:\n{errors}"
+                );
+                Outcome::Refused
+            }
+        }
+    }
+
+    /// Starts the watcher thread. It runs for the life of the process.
+    pub fn spawn_watcher(self: &Arc<Self>) -> std::io::Result<()> {
+        let (tx, rx) = channel();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(event) = res {
+                let _ = tx.send(event);
+            }
+        })
+        .map_err(std::io::Error::other)?;
+        let policies = self.state.config.policies.dir.clone();
+        if let Err(e) = watcher.watch(&policies, RecursiveMode::Recursive) {
+            tracing::warn!(
+                "cannot watch {}: {e}; relying on the periodic check",
+                policies.display()
+            );
+        }
+        // The parent too, so that a policy directory that is a symlink being
+        // re-pointed is noticed at once.
+        if let Some(parent) = policies.parent() {
+            let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+        }
+        let key_dirs = key_file_dirs(&self.state);
+        for dir in &key_dirs {
+            if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {}: {e}", dir.display());
+            }
+        }
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("zambda-guard-reload".into())
+            .spawn(move || {
+                // Dropping the watcher would stop the events: it lives here.
+                let _watcher = watcher;
+                me.watch_loop(&rx, &policies, &key_dirs);
+            })?;
+        Ok(())
+    }
+
+    fn watch_loop(&self, rx: &Receiver<notify::Event>, policies: &Path, key_dirs: &[PathBuf]) {
+        let mut next_poll = Instant::now() + POLL_INTERVAL;
+        loop {
+            let wait = next_poll.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(event) => {
+                    if !relevant(&event) {
+                        continue;
+                    }
+                    let mut touched = Touched::default();
+                    touched.note(&event, policies, key_dirs);
+                    // debounce: wait for quiet, but not forever
+                    let started = Instant::now();
+                    while started.elapsed() < DEBOUNCE_MAX {
+                        match rx.recv_timeout(DEBOUNCE) {
+                            Ok(e) if relevant(&e) => touched.note(&e, policies, key_dirs),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    if touched.keys {
+                        self.reload_keys();
+                    }
+                    if touched.policies {
+                        self.check("watch");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.check("poll");
+                    if !key_dirs.is_empty() {
+                        self.reload_keys();
+                    }
+                    next_poll = Instant::now() + POLL_INTERVAL;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn reload_keys(&self) {
+        if let Err(e) = self.state.auth.reload_files() {
+            tracing::error!("key file reload refused, keeping the current keys: {e}");
+        }
+    }
+}
+
+/// Which kinds of watched paths a burst of events touched.
+#[derive(Default)]
+struct Touched {
+    policies: bool,
+    keys: bool,
+}
+
+impl Touched {
+    fn note(&mut self, event: &notify::Event, policies: &Path, key_dirs: &[PathBuf]) {
+        for path in &event.paths {
+            if !path.starts_with(policies)
+                && key_dirs.iter().any(|d| path.parent() == Some(d.as_path()))
+            {
+                self.keys = true;
+            } else {
+                // The policy directory, a ConfigMap's `..data` swap, or the
+                // parent where the directory's own symlink may be re-pointed.
+                self.policies = true;
+            }
+        }
+        if event.paths.is_empty() {
+            self.policies = true;
+        }
+    }
+}
+
+/// Opening or reading a file is not a change (and the reload itself opens
+/// every file: counting those would loop).
+fn relevant(event: &notify::Event) -> bool {
+    !matches!(event.kind, EventKind::Access(_))
+}
+
+fn key_file_dirs(state: &State) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = state
+        .config
+        .auth
+        .issuers
+        .iter()
+        .flat_map(|i| i.keys.iter())
+        .filter_map(|k| match k {
+            KeySource::JwksFile(p) | KeySource::PublicKeyPemFile(p) => {
+                p.parent().map(Path::to_path_buf)
+            }
+            _ => None,
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// A digest of every file the loader would read, names and contents, and of
+/// what it could not read.
+pub fn fingerprint(sources: &policy::Sources) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (path, text) in &sources.texts {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update((text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    for e in &sources.errors {
+        h.update(e.to_string().as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

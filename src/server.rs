@@ -1,0 +1,257 @@
+//! Assembles the pingora server from a validated config: the proxy service
+//! on `listen`, the admin service on `admin_listen`, and the background
+//! service that keeps issuers' keys fresh; the start-up checks that stop the
+//! program before it listens (invalid policies, unreadable keys); and the
+//! shutdown sequence.
+//!
+//! Shutdown (SPEC §5). pingora closes its listeners the moment it is told
+//! to stop, sleeps its grace period, then drops whatever still runs. The
+//! contract wants the opposite order for SIGTERM: keep serving for
+//! `grace_period_seconds` (while load balancers notice the pod is going),
+//! then stop accepting and let in-flight requests finish within
+//! `drain_timeout_seconds`. So our signal watcher holds SIGTERM back for
+//! the grace period before handing it to pingora, pingora's own grace
+//! period is our drain timeout, and a drain monitor ends the process as
+//! soon as no request is in flight rather than sleeping the whole drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::protocols::http::v2::server::H2Options;
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{
+    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::admin::Admin;
+use crate::authn::Authenticator;
+use crate::config::Config;
+use crate::proxy::Guard;
+use crate::state::State;
+
+/// Why the proxy could not start. Each is invalid input (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Keys(#[from] crate::authn::Error),
+    #[error("invalid policies:\n{0}")]
+    Policies(#[from] crate::policy::LoadErrors),
+}
+
+/// Builds the shared state: key sources that are files read, the policy
+/// directory loaded (generation 1).
+pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
+    let auth = Authenticator::new(&config.auth)?;
+    let state = Arc::new(State::new(config, auth));
+    let warnings = state.load_policies()?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(state)
+}
+
+/// Bounds the reading of a new connection's first request head by
+/// `downstream_read_timeout` (pingora would wait up to its fixed 60 s per
+/// read). A connection carrying a later request was marked by
+/// [`Guard`]'s `persist_connection_context`; its wait for the next request
+/// stays bounded by the idle keep-alive timeout.
+struct HeadTimeout<A> {
+    inner: Arc<A>,
+    read_timeout: Duration,
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.take_connection_user_context() {
+            Some(reused) => session.set_connection_user_context(Some(reused)),
+            None => session.set_keepalive(Some(self.read_timeout.as_secs().max(1))),
+        }
+        session.set_read_timeout(Some(self.read_timeout));
+        self.inner.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.inner.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.inner.server_options()
+    }
+
+    async fn http_cleanup(&self) {
+        self.inner.http_cleanup().await
+    }
+}
+
+/// Fetches every issuer's keys before the listening sockets are taken over
+/// in an upgrade: the old process stops accepting the moment it hands them
+/// over, so the new one must be able to answer at once. Retries for up to
+/// `patience`; what is still missing then is fetched in the background.
+pub fn prefetch_keys(state: &State, patience: Duration) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let failed = state.auth.refresh_all().await;
+            if failed.is_empty() || tokio::time::Instant::now() >= deadline {
+                for (issuer, why) in failed {
+                    tracing::warn!("keys of {issuer} not fetched before the upgrade: {why}");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+/// Keeps the issuers' keys fresh while the server runs.
+struct KeyRefresh {
+    auth: Arc<Authenticator>,
+}
+
+#[async_trait]
+impl BackgroundService for KeyRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.auth.spawn_refresh();
+        // The refresh tasks live on this service's runtime until shutdown.
+        let _ = shutdown.changed().await;
+    }
+}
+
+/// Builds the pingora server for `state`; `upgrade` takes the listening
+/// sockets over from a running instance (SIGQUIT hand-over).
+pub fn build(state: Arc<State>, upgrade: bool) -> Server {
+    let config = &state.config;
+    let conf = ServerConf {
+        threads: config.threads,
+        // pingora's grace period runs after its listeners closed: our drain
+        grace_period_seconds: Some(config.shutdown.drain_timeout_seconds),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.shutdown.upgrade_sock.display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut inner =
+        pingora::proxy::HttpProxy::new(Guard::new(state.clone()), server.configuration.clone());
+    inner.handle_init_modules();
+    let mut proxy = Service::new(
+        "zambda-guard proxy".to_string(),
+        HeadTimeout {
+            inner: Arc::new(inner),
+            read_timeout: config.limits.downstream_read_timeout,
+        },
+    );
+    proxy.add_tcp(&config.listen.to_string());
+    proxy.threads = Some(config.threads);
+
+    let mut admin = Service::new("zambda-guard admin".to_string(), Admin::new(state.clone()));
+    admin.add_tcp(&config.admin_listen.to_string());
+    admin.threads = Some(1);
+
+    let mut refresh = background_service(
+        "zambda-guard keys",
+        KeyRefresh {
+            auth: state.auth.clone(),
+        },
+    );
+    refresh.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(refresh);
+    server
+}
+
+/// SIGQUIT, SIGTERM and SIGINT as SPEC §5 wants them (see the module doc).
+struct Signals {
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT: handing the listening sockets over");
+                ShutdownSignal::GracefulUpgrade
+            }
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = term.recv() => {
+                tracing::info!(
+                    grace_seconds = self.grace.as_secs(),
+                    "SIGTERM: still serving for the grace period, then draining"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(self.grace) => ShutdownSignal::GracefulTerminate,
+                    _ = int.recv() => ShutdownSignal::FastShutdown,
+                }
+            }
+        }
+    }
+}
+
+/// Ends the process once draining has started and no request is left in
+/// flight, instead of sleeping the whole drain timeout.
+fn spawn_drain_monitor(server: &Server, state: Arc<State>) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || {
+        loop {
+            match phases.blocking_recv() {
+                Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+        tracing::info!(in_flight = state.in_flight(), "draining");
+        loop {
+            if state.in_flight() == 0 {
+                tracing::info!("drained; exiting");
+                std::process::exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+/// Runs until a shutdown signal; returns when the server has stopped.
+pub fn run(state: Arc<State>, upgrade: bool) {
+    let grace = Duration::from_secs(state.config.shutdown.grace_period_seconds);
+    if upgrade {
+        prefetch_keys(&state, Duration::from_secs(10));
+    }
+    let server = build(state.clone(), upgrade);
+    spawn_drain_monitor(&server, state);
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { grace }),
+    });
+}

@@ -1,0 +1,265 @@
+//! The command line, run as a user runs it: `check`, `explain`, `--version`,
+//! `--help`, and the exit codes of SPEC §5.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn zg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zambda-guard"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A config in `dir` using the given policies directory and issuer keys.
+fn write_config(dir: &Path, extra_issuer: &str) -> String {
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256]\n{extra_issuer}policies:\n  dir: policies\n"
+        ),
+    )
+    .unwrap();
+    config.display().to_string()
+}
+
+#[test]
+fn version_and_help() {
+    let o = zg(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("zambda-guard {}", env!("CARGO_PKG_VERSION"))
+    );
+    for cmd in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["check", "--help"],
+        vec!["explain", "--help"],
+        vec!["demo", "--help"],
+    ] {
+        let o = zg(&cmd);
+        assert!(o.status.success(), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{cmd:?}"
+        );
+    }
+    let o = zg(&["explain", "--zambda"]);
+    assert_eq!(o.status.code(), Some(2), "bad arguments are exit code 2");
+}
+
+#[test]
+fn check_accepts_the_shipped_files() {
+    let o = zg(&["check", "--config", "config.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("4 zambda(s)"), "{out}");
+    assert!(out.contains("inert rule"), "{out}");
+}
+
+#[test]
+fn check_names_file_and_line_of_a_broken_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("roles.yaml"),
+        "roles:\n  - name: ok\n    access_policy:\n      rule:\n        - action: Zambda:InvokeFunction\n          resource: Zambda:Function:*\n          effect: Allow\n  - name: typo\n    access_policy:\n      rule:\n        - action: zambda:invokefunction\n          resource: Zambda:Function:*\n          effect: Deny\n",
+    )
+    .unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = write_config(
+        dir.path(),
+        &format!("      public_key_pem_file: {}\n", pem.display()),
+    );
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("roles.yaml:"), "{out}");
+    assert!(out.contains("typo"), "{out}");
+    // the bad rule is at line 11 (its entry starts at line 10)
+    assert!(out.contains(":10") || out.contains(":11"), "{out}");
+}
+
+#[test]
+fn check_refuses_bad_config_and_missing_key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let config = write_config(dir.path(), "      public_key_pem_file: missing.pem\n");
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("missing.pem"), "{}", text(&o));
+
+    std::fs::write(dir.path().join("bad.yaml"), "listen: [\n").unwrap();
+    let bad = dir.path().join("bad.yaml").display().to_string();
+    let o = zg(&["check", "--config", &bad]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = zg(&["check", "--config", "/nonexistent/config.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn check_warns_about_an_empty_policy_set() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = write_config(
+        dir.path(),
+        &format!("      public_key_pem_file: {}\n", pem.display()),
+    );
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("empty"), "{}", text(&o));
+}
+
+#[test]
+fn run_refuses_invalid_input_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("x.yaml"), "zambdas:\n  - id: a\n").unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = write_config(
+        dir.path(),
+        &format!("      public_key_pem_file: {}\n", pem.display()),
+    );
+    let o = zg(&["run", "--config", &config]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("x.yaml"), "{}", text(&o));
+}
+
+fn explain(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["explain", "--config", "config.yaml"];
+    all.extend_from_slice(args);
+    let o = zg(&all);
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+#[test]
+fn explain_names_the_deciding_rule() {
+    let (code, out) = explain(&[
+        "--subject",
+        "lab-bot@clients",
+        "--zambda",
+        "lab-results-ingest",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("decision: allow"), "{out}");
+    assert!(
+        out.contains("Allow rule[0] of role \"lab-integrations\""),
+        "{out}"
+    );
+
+    let (_, out) = explain(&["--subject", "dr-alice", "--zambda", "billing-export"]);
+    assert!(out.contains("decision: deny"), "{out}");
+    assert!(
+        out.contains("deciding: Deny rule[0] of role \"no-billing\""),
+        "{out}"
+    );
+    assert!(out.contains("roles.yaml:"), "{out}");
+
+    let (_, out) = explain(&[
+        "--subject",
+        "lab-bot@clients",
+        "--zambda",
+        "patient-summary",
+    ]);
+    assert!(out.contains("decision: deny"), "{out}");
+    assert!(out.contains("no rule allows"), "{out}");
+}
+
+#[test]
+fn explain_json_with_token_roles() {
+    let (code, out) = explain(&[
+        "--subject",
+        "someone-new",
+        "--role",
+        "clinician",
+        "--role",
+        "undefined-role",
+        "--zambda",
+        "patient-summary",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["principal"]["roles"][0]["name"], "clinician");
+    assert_eq!(v["principal"]["roles"][0]["source"]["kind"], "token");
+    assert_eq!(v["principal"]["ignored_roles"][0], "undefined-role");
+    assert_eq!(v["deciding_rule"]["origin"]["name"], "clinician");
+    assert_eq!(v["deciding_rule"]["effect"], "Allow");
+
+    let (_, out) = explain(&[
+        "--subject",
+        "former-staff",
+        "--zambda",
+        "patient-summary",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["deciding_rule"]["origin"]["name"], "inactive");
+    assert_eq!(v["matching_rules"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn explain_with_an_unverified_token_and_unknown_zambda() {
+    let token = SigningKey::rsa1().sign(&claims("dr-alice"));
+    let (code, out) = explain(&[
+        "--token",
+        &token,
+        "--no-verify",
+        "--zambda",
+        "billing-export",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dr-alice"), "{out}");
+    assert!(out.contains("decision: deny"), "{out}");
+    assert!(!out.contains(&token), "token echoed");
+
+    let (code, out) = explain(&["--subject", "dr-alice", "--zambda", "nope"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not in the catalog"), "{out}");
+}
+
+#[test]
+fn named_upstreams_are_refused_until_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("c.yaml"),
+        "zambdas:\n  - id: a-1\n    name: alpha\n    upstream: labs\n",
+    )
+    .unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = write_config(
+        dir.path(),
+        &format!("      public_key_pem_file: {}\n", pem.display()),
+    );
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("c.yaml:2"), "{}", text(&o));
+    assert!(text(&o).contains("upstream"), "{}", text(&o));
+}

@@ -1,0 +1,613 @@
+//! Live operations end to end: hot reload through real file-system events
+//! (editor saves, created and deleted files, symlinked files and
+//! directories, a Kubernetes ConfigMap volume swap), SIGHUP, reload under
+//! traffic, readiness, `/metrics` after known traffic, decision logs, and
+//! the SIGTERM and SIGQUIT signals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zambda_guard::echo::{self, Behaviour};
+
+const ZAMBDA_A: &str = "/v1/zambda/alpha/execute";
+
+/// A policy set where `flip` may invoke `alpha` when `allowed`, `steady`
+/// always may and `never` never may.
+fn policy(allowed: bool) -> String {
+    let effect = if allowed { "Allow" } else { "Deny" };
+    format!(
+        "zambdas:\n  - id: a-1\n    name: alpha\nroles:\n  - name: base\n    access_policy:\n      rule:\n        - action: Zambda:InvokeFunction\n          resource: Zambda:Function:alpha\n          effect: Allow\n  - name: flipper\n    access_policy:\n      rule:\n        - action: Zambda:InvokeFunction\n          resource: Zambda:Function:alpha\n          effect: {effect}\nactors:\n  - subject: steady\n    roles: [base]\n  - subject: never\n  - subject: flip\n    roles: [flipper]\n"
+    )
+}
+
+struct Live {
+    proxy: Proxy,
+    key: SigningKey,
+    _jwks: JwksServer,
+    _backend: Recorder,
+}
+
+impl Live {
+    /// A proxy whose policy directory holds `files`, or is laid out by
+    /// `layout` (called with the directory the config names).
+    async fn start(layout: impl FnOnce(&Path) + 'static) -> Live {
+        let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+            .await
+            .unwrap();
+        let key = SigningKey::rsa1();
+        let jwks = JwksServer::start(&[&key]).await;
+        let mut setup = Setup::new(addr, &jwks.url());
+        setup.policies = Some(Vec::new());
+        setup.before_start = Some(Box::new(layout));
+        let proxy = Proxy::start(setup).await;
+        proxy.ready().await;
+        Live {
+            proxy,
+            key,
+            _jwks: jwks,
+            _backend: backend,
+        }
+    }
+
+    fn policies(&self) -> std::path::PathBuf {
+        self.proxy.dir.path().join("policies")
+    }
+
+    async fn status(&self, subject: &str) -> u16 {
+        let token = self.key.sign(&claims(subject));
+        self.proxy.post(ZAMBDA_A, Some(&token), &[]).await.status
+    }
+
+    /// Waits until `flip` gets `status`; returns how long that took.
+    async fn until_flip(&self, status: u16, what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.status("flip").await == status {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: flip never got {status}; log:\n{}",
+                self.proxy.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("swp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test]
+async fn editor_saves_created_and_deleted_files_reload() {
+    let live = Live::start(|dir| std::fs::write(dir.join("p.yaml"), policy(true)).unwrap()).await;
+    assert_eq!(live.status("flip").await, 200);
+    let p = live.policies().join("p.yaml");
+
+    write_atomically(&p, &policy(false));
+    let took = live.until_flip(403, "editor save").await;
+    println!("reload after an editor save took {} ms", took.as_millis());
+
+    // an invalid write is refused; the last good set keeps serving
+    std::fs::write(&p, "zambdas: [oops\n").unwrap();
+    std::fs::write(
+        live.policies().join("extra.yaml"),
+        "roles:\n  - name: base\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(live.status("flip").await, 403);
+    assert_eq!(live.status("steady").await, 200);
+    eventually("the refusal in the log", || {
+        live.proxy.logs().contains("policy reload refused")
+    })
+    .await;
+
+    // deleting the bad file and fixing the other makes it valid again
+    std::fs::remove_file(live.policies().join("extra.yaml")).unwrap();
+    std::fs::write(&p, policy(true)).unwrap();
+    live.until_flip(200, "fix").await;
+
+    // a new file joins the set: a deny-all role for flip
+    std::fs::write(
+        &p,
+        policy(true).replace("roles: [flipper]", "roles: [flipper, off]"),
+    )
+    .unwrap();
+    std::fs::write(
+        live.policies().join("off.yaml"),
+        "roles:\n  - name: off\n    access_policy:\n      rule:\n        - {action: \"*\", resource: \"*\", effect: Deny}\n",
+    )
+    .unwrap();
+    live.until_flip(403, "created file").await;
+}
+
+#[tokio::test]
+async fn a_directory_of_symlinks_and_a_symlinked_directory_reload() {
+    // policies/ is a symlink to real-a/, whose p.yaml is a symlink to a file elsewhere
+    let live = Live::start(|dir| {
+        let root = dir.parent().unwrap();
+        std::fs::remove_dir_all(dir).ok();
+        std::fs::create_dir(root.join("store")).unwrap();
+        std::fs::write(root.join("store/v1.yaml"), policy(true)).unwrap();
+        std::fs::create_dir(root.join("real-a")).unwrap();
+        symlink(root.join("store/v1.yaml"), root.join("real-a/p.yaml")).unwrap();
+        symlink(root.join("real-a"), dir).unwrap();
+    })
+    .await;
+    let root = live.proxy.dir.path().to_path_buf();
+    assert_eq!(live.status("flip").await, 200);
+
+    // the symlinked file's target changes
+    write_atomically(&root.join("store/v1.yaml"), &policy(false));
+    let took = live.until_flip(403, "symlinked file").await;
+    println!(
+        "reload through a symlinked file took {} ms",
+        took.as_millis()
+    );
+
+    // the directory symlink is re-pointed at another directory
+    std::fs::create_dir(root.join("real-b")).unwrap();
+    std::fs::write(root.join("real-b/p.yaml"), policy(true)).unwrap();
+    symlink(root.join("real-b"), root.join("policies.new")).unwrap();
+    std::fs::rename(root.join("policies.new"), root.join("policies")).unwrap();
+    let took = live.until_flip(200, "re-pointed directory").await;
+    println!(
+        "reload after re-pointing the directory took {} ms",
+        took.as_millis()
+    );
+}
+
+/// Lays out a ConfigMap volume exactly as the kubelet does: files in a
+/// timestamped directory, `..data` pointing at it, and a symlink per key.
+fn configmap_version(dir: &Path, stamp: &str, text: &str) {
+    let versioned = dir.join(format!("..{stamp}"));
+    std::fs::create_dir(&versioned).unwrap();
+    std::fs::write(versioned.join("p.yaml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    symlink(format!("..{stamp}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if !dir.join("p.yaml").exists() {
+        symlink("..data/p.yaml", dir.join("p.yaml")).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_kubernetes_configmap_update_reloads() {
+    let live =
+        Live::start(|dir| configmap_version(dir, "2026_11_25_10_00_00.000000001", &policy(true)))
+            .await;
+    assert_eq!(live.status("flip").await, 200);
+    let dir = live.policies();
+    let started = Instant::now();
+    configmap_version(&dir, "2026_11_25_10_05_00.000000002", &policy(false));
+    std::fs::remove_dir_all(dir.join("..2026_11_25_10_00_00.000000001")).unwrap();
+    live.until_flip(403, "configmap swap").await;
+    println!(
+        "reload after a ConfigMap swap took {} ms",
+        started.elapsed().as_millis()
+    );
+    // each file is read once: no duplicate-definition error from ..data
+    assert!(
+        !live.proxy.logs().contains("refused"),
+        "{}",
+        live.proxy.logs()
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_when_watching_is_off() {
+    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let mut setup = Setup::new(addr, &jwks.url());
+    setup.policies = Some(vec![("p.yaml".into(), policy(true))]);
+    setup.policies_extra = "  watch: false\n".into();
+    let proxy = Proxy::start(setup).await;
+    proxy.ready().await;
+    let token = key.sign(&claims("flip"));
+    assert_eq!(proxy.post(ZAMBDA_A, Some(&token), &[]).await.status, 200);
+    std::fs::write(proxy.dir.path().join("policies/p.yaml"), policy(false)).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        proxy.post(ZAMBDA_A, Some(&token), &[]).await.status,
+        200,
+        "reloaded without SIGHUP"
+    );
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.post(ZAMBDA_A, Some(&token), &[]).await.status != 403 {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // the process survived the signal
+    assert_eq!(get(proxy.admin, "/healthz").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_traffic_never_decides_wrong() {
+    let live = Live::start(|dir| std::fs::write(dir.join("p.yaml"), policy(true)).unwrap()).await;
+    let steady = live.key.sign(&claims("steady"));
+    let never = live.key.sign(&claims("never"));
+    let flip = live.key.sign(&claims("flip"));
+    let p = live.policies().join("p.yaml");
+    let addr = live.proxy.addr;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        let (steady, never, flip) = (steady.clone(), never.clone(), flip.clone());
+        tokio::spawn(async move {
+            let mut wrong = Vec::new();
+            let mut count = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && count < 20_000 {
+                for (token, ok) in [
+                    (&steady, &[200u16][..]),
+                    (&never, &[403]),
+                    (&flip, &[200, 403]),
+                ] {
+                    let raw = format!(
+                        "POST {ZAMBDA_A} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let status = send(addr, raw.as_bytes()).await.map_or(0, |r| r.status);
+                    if !ok.contains(&status) {
+                        wrong.push(status);
+                    }
+                    count += 1;
+                }
+            }
+            (count, wrong)
+        })
+    };
+    // hundreds of rewrites, every fifth one invalid; a few of each kind
+    // stay long enough to be loaded for sure (the watcher debounces bursts)
+    let mut last_valid = true;
+    for i in 0..300 {
+        if i % 5 == 4 {
+            write_atomically(&p, "roles:\n  - name: base\n    bogus: 1\n");
+        } else {
+            last_valid = i % 2 == 0;
+            write_atomically(&p, &policy(last_valid));
+        }
+        let pause = if i % 100 == 3 || i % 100 == 4 { 700 } else { 5 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    write_atomically(&p, &policy(!last_valid));
+    let final_status = if last_valid { 403 } else { 200 };
+    live.until_flip(final_status, "final write").await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (count, wrong) = traffic.await.unwrap();
+    assert!(count > 100, "too little traffic to mean anything: {count}");
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers of {count}: {wrong:?}",
+        wrong.len()
+    );
+    println!("{count} requests during 301 rewrites, 0 wrong");
+
+    let metrics = String::from_utf8(get(live.proxy.admin, "/metrics").await.unwrap().body).unwrap();
+    assert!(metric(&metrics, "zambda_guard_policy_reloads_total{result=\"ok\"}") >= 1.0);
+    assert!(
+        metric(
+            &metrics,
+            "zambda_guard_policy_reloads_total{result=\"error\"}"
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric(&metrics, "zambda_guard_policy_last_reload_success"),
+        1.0
+    );
+}
+
+/// The value of one sample line in a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_known_traffic_and_reloads() {
+    let live = Live::start(|dir| std::fs::write(dir.join("p.yaml"), policy(true)).unwrap()).await;
+    let p = &live.proxy;
+    let token = live.key.sign(&claims("steady"));
+    for _ in 0..3 {
+        assert_eq!(p.post(ZAMBDA_A, Some(&token), &[]).await.status, 200);
+    }
+    let never = live.key.sign(&claims("never"));
+    assert_eq!(p.post(ZAMBDA_A, Some(&never), &[]).await.status, 403);
+    assert_eq!(p.post(ZAMBDA_A, None, &[]).await.status, 401);
+    assert_eq!(
+        p.post("/v1/zambda/ghost/execute", Some(&token), &[])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(p.post("/nowhere", None, &[]).await.status, 404);
+    assert_eq!(
+        p.post("/v1/zambda/%2e%2e/execute", None, &[]).await.status,
+        400
+    );
+
+    // one valid and one invalid reload; an unchanged poll counts nothing
+    std::fs::write(live.policies().join("p.yaml"), policy(false)).unwrap();
+    live.until_flip(403, "reload").await;
+    std::fs::write(live.policies().join("p.yaml"), "nope: [").unwrap();
+    eventually("the refused reload", || p.logs().contains("refused")).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let text = String::from_utf8(get(p.admin, "/metrics").await.unwrap().body).unwrap();
+    let req = |route: &str, decision: &str, zambda: &str| {
+        metric(
+            &text,
+            &format!("zambda_guard_requests_total{{decision=\"{decision}\",route=\"{route}\",zambda=\"{zambda}\"}}"),
+        )
+    };
+    assert!(req("execute", "allow", "alpha") >= 3.0);
+    assert_eq!(req("execute", "unauthenticated", "unknown"), 1.0);
+    assert_eq!(req("execute", "not_found", "unknown"), 1.0);
+    assert_eq!(req("none", "not_found", "unknown"), 1.0);
+    assert_eq!(req("none", "bad_request", "unknown"), 1.0);
+    assert!(req("execute", "deny", "alpha") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "zambda_guard_upstream_responses_total{class=\"2xx\"}"
+        ) >= 3.0
+    );
+    assert_eq!(
+        metric(&text, "zambda_guard_policy_reloads_total{result=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "zambda_guard_policy_reloads_total{result=\"error\"}"),
+        1.0
+    );
+    assert_eq!(metric(&text, "zambda_guard_policy_generation"), 2.0);
+    assert_eq!(
+        metric(&text, "zambda_guard_policy_last_reload_success"),
+        0.0
+    );
+    assert_eq!(metric(&text, "zambda_guard_policy_rules"), 2.0);
+    assert!(metric(&text, "zambda_guard_policy_last_reload_timestamp_seconds") > 1.7e9);
+    assert!(metric(&text, "zambda_guard_token_cache_hits_total") >= 2.0);
+    assert!(metric(&text, "zambda_guard_token_cache_misses_total") >= 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            &format!("zambda_guard_jwks_keys{{issuer=\"{ISSUER}\"}}")
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &text,
+            &format!("zambda_guard_jwks_refresh_total{{issuer=\"{ISSUER}\",result=\"ok\"}}")
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &text,
+            &format!("zambda_guard_jwks_last_success_timestamp_seconds{{issuer=\"{ISSUER}\"}}")
+        ) > 1.7e9
+    );
+    assert!(metric(&text, "zambda_guard_decision_duration_seconds_count") >= 4.0);
+    assert!(text.contains("zambda_guard_request_duration_seconds_bucket{decision=\"allow\",route=\"execute\",le=\"0.001\"}"));
+    assert!(text.contains(&format!(
+        "zambda_guard_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // bounded labels: no subject, token or raw path ever becomes one
+    for leak in ["steady", "never", "%2e", "nowhere", "ghost"] {
+        assert!(!text.contains(leak), "{leak} leaked into metrics");
+    }
+}
+
+#[tokio::test]
+async fn not_ready_until_the_jwks_server_comes_up() {
+    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let jwks_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let url = format!("http://{jwks_addr}/jwks.json");
+    let proxy = Proxy::start(Setup::new(addr, &url)).await;
+    let key = SigningKey::rsa1();
+    let token = key.sign(&claims("lab-bot@clients"));
+    proxy.wait_for("/readyz", 503).await;
+    let body = String::from_utf8(get(proxy.admin, "/readyz").await.unwrap().body).unwrap();
+    assert!(body.contains(ISSUER), "{body}");
+    proxy
+        .post("/v1/zambda/lab-results-ingest/execute", Some(&token), &[])
+        .await
+        .assert_error(503);
+    let _jwks = JwksServer::start_on(jwks_addr, &[&key]).await;
+    proxy.ready().await;
+    let resp = proxy
+        .post("/v1/zambda/lab-results-ingest/execute", Some(&token), &[])
+        .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(backend.count(), 1);
+}
+
+#[tokio::test]
+async fn json_decision_logs_carry_the_deciding_rule_and_never_a_token() {
+    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let mut setup = Setup::new(addr, &jwks.url());
+    setup.env = vec![
+        ("LOG_FORMAT".into(), "json".into()),
+        ("RUST_LOG".into(), "trace".into()),
+    ];
+    let proxy = Proxy::start(setup).await;
+    proxy.ready().await;
+    let alice = key.sign(&claims("dr-alice"));
+    let forged = format!("{}x", &alice[..alice.len() - 1]);
+    proxy
+        .post("/v1/zambda/billing-export/execute", Some(&alice), &[])
+        .await
+        .assert_error(403);
+    proxy
+        .post("/v1/zambda/billing-export/execute", Some(&forged), &[])
+        .await
+        .assert_error(401);
+    assert_eq!(
+        proxy
+            .post("/v1/zambda/patient-summary/execute", Some(&alice), &[])
+            .await
+            .status,
+        200
+    );
+    eventually("three decision lines", || {
+        proxy
+            .logs()
+            .matches("\"target\":\"zambda_guard::decision\"")
+            .count()
+            >= 3
+    })
+    .await;
+    let logs = proxy.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["target"] == "zambda_guard::decision")
+        .collect();
+    assert_eq!(lines.len(), 3, "{logs}");
+    let deny = &lines[0]["fields"];
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["zambda"], "billing-export");
+    assert_eq!(deny["actor"], "dr-alice");
+    assert_eq!(deny["route"], "execute");
+    assert!(
+        deny["reason"].as_str().unwrap().contains("no-billing"),
+        "{deny}"
+    );
+    assert!(deny["request_id"].as_str().is_some());
+    assert!(deny["latency_ms"].as_f64().is_some());
+    assert_eq!(lines[1]["fields"]["decision"], "unauthenticated");
+    assert_eq!(lines[2]["fields"]["decision"], "allow");
+    for token in [&alice, &forged] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!logs.contains(signature), "a token reached the logs");
+    }
+    // trace level was on: the log is not trivially empty
+    assert!(logs.lines().count() > 10, "{logs}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let (addr, backend) = echo::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Behaviour {
+            delay: Some(Duration::from_millis(1200)),
+        },
+    )
+    .await
+    .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let mut proxy = Proxy::start(Setup::new(addr, &jwks.url())).await;
+    proxy.ready().await;
+    let token = key.sign(&claims("lab-bot@clients"));
+    let raw = format!(
+        "POST /v1/zambda/lab-results-ingest/execute HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    );
+    let addr = proxy.addr;
+    let in_flight = tokio::spawn(async move { send(addr, raw.as_bytes()).await });
+    eventually("the request to reach the backend", || backend.count() == 1).await;
+    proxy.signal("TERM");
+    let resp = in_flight.await.unwrap().unwrap();
+    assert_eq!(resp.status, 200, "in-flight request cut by SIGTERM");
+    // and the process then exits on its own
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            assert!(status.success() || status.code().is_some(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
+    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let mut old = Proxy::start(Setup::new(addr, &jwks.url())).await;
+    old.ready().await;
+    let token = key.sign(&claims("lab-bot@clients"));
+    let raw = format!(
+        "POST /v1/zambda/lab-results-ingest/execute HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    );
+    let proxy_addr = old.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        let raw = raw.clone();
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut count = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && count < 50_000 {
+                match send(proxy_addr, raw.as_bytes()).await {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => failures.push(format!("status {}", r.status)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                count += 1;
+            }
+            (count, failures)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut new = old.spawn_upgrade();
+    // the new process waits on the upgrade socket; then the old one hands over
+    let sock = old.dir.path().join("upgrade.sock");
+    eventually("the upgrade socket", || sock.exists()).await;
+    old.signal("QUIT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while old.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "old process did not exit:\n{}",
+            old.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (count, failures) = traffic.await.unwrap();
+    let served_by_new = send(proxy_addr, raw.as_bytes()).await.unwrap();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert!(count > 20, "too little traffic: {count}");
+    assert!(
+        failures.is_empty(),
+        "{} of {count} failed during the hand-over: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert_eq!(served_by_new.status, 200);
+    assert!(backend.count() > count / 2);
+    println!("{count} requests across the hand-over, none refused");
+}
