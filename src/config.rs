@@ -61,6 +61,43 @@ struct File {
     cors: Option<FileCors>,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    upstreams: std::collections::BTreeMap<String, FileNamedUpstream>,
+    #[serde(default)]
+    rate_limits: FileRateLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNamedUpstream {
+    addresses: Vec<String>,
+    #[serde(default)]
+    tls: bool,
+    #[serde(default)]
+    health_check: Option<FileHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHealthCheck {
+    #[serde(default = "default_health_path")]
+    path: String,
+    #[serde(default = "default_health_interval")]
+    interval_seconds: u64,
+}
+
+fn default_health_path() -> String {
+    "/healthz".into()
+}
+fn default_health_interval() -> u64 {
+    5
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileRateLimits {
+    per_actor_per_second: Option<u64>,
+    per_client_per_second: Option<u64>,
 }
 
 fn default_listen() -> String {
@@ -274,6 +311,32 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub cors: Option<Cors>,
     pub log: Log,
+    /// Named backends besides the default `upstream` (SPEC §7).
+    pub upstreams: std::collections::BTreeMap<String, NamedUpstream>,
+    pub rate_limits: RateLimits,
+}
+
+/// A named backend: one or more addresses, round robin, optionally health
+/// checked. Timeouts are those of `upstream`.
+#[derive(Debug, Clone)]
+pub struct NamedUpstream {
+    pub name: String,
+    pub addresses: Vec<SocketAddr>,
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+}
+
+/// Requests per second allowed, per actor on `execute` and per client
+/// address on `execute-public`; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateLimits {
+    pub per_actor_per_second: Option<u64>,
+    pub per_client_per_second: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -642,6 +705,28 @@ impl Validator<'_> {
             upgrade_sock: self.path(&f.shutdown.upgrade_sock),
         };
         let cors = f.cors.map(|c| self.cors(c));
+        let upstreams = f
+            .upstreams
+            .into_iter()
+            .map(|(name, u)| {
+                let named = self.named_upstream(&name, u);
+                (name, named)
+            })
+            .collect();
+        for (key, value) in [
+            (
+                "rate_limits.per_actor_per_second",
+                f.rate_limits.per_actor_per_second,
+            ),
+            (
+                "rate_limits.per_client_per_second",
+                f.rate_limits.per_client_per_second,
+            ),
+        ] {
+            if value == Some(0) {
+                self.problem(key, "must be at least 1 (or null for no limit)");
+            }
+        }
         Config {
             source: PathBuf::from(self.name),
             listen,
@@ -660,6 +745,52 @@ impl Validator<'_> {
                 decisions: f.log.decisions,
                 format: f.log.format,
             },
+            upstreams,
+            rate_limits: RateLimits {
+                per_actor_per_second: f.rate_limits.per_actor_per_second,
+                per_client_per_second: f.rate_limits.per_client_per_second,
+            },
+        }
+    }
+
+    fn named_upstream(&mut self, name: &str, u: FileNamedUpstream) -> NamedUpstream {
+        let at = format!("upstreams.{name}");
+        if name.is_empty() || !name.bytes().all(crate::route::is_id_byte) {
+            self.problem(&at, "upstream names must match [A-Za-z0-9_-]+");
+        }
+        if u.addresses.is_empty() {
+            self.problem(&format!("{at}.addresses"), "list at least one host:port");
+        }
+        if u.tls {
+            self.problem(
+                &format!("{at}.tls"),
+                "TLS to named upstreams is not supported by this build",
+            );
+        }
+        let addresses = u
+            .addresses
+            .iter()
+            .map(|a| self.socket(&format!("{at}.addresses"), a))
+            .collect();
+        let health_check = u.health_check.map(|h| {
+            if !h.path.starts_with('/') {
+                self.problem(&format!("{at}.health_check.path"), "must start with '/'");
+            }
+            if h.interval_seconds == 0 {
+                self.problem(
+                    &format!("{at}.health_check.interval_seconds"),
+                    "must be at least 1",
+                );
+            }
+            HealthCheck {
+                path: h.path,
+                interval: Duration::from_secs(h.interval_seconds.max(1)),
+            }
+        });
+        NamedUpstream {
+            name: name.to_string(),
+            addresses,
+            health_check,
         }
     }
 

@@ -223,7 +223,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         problems.push(e.to_string());
     }
     let loaded = match policy::load_dir(&config.policies.dir)
-        .and_then(|l| zambda_guard::state::supported(&l.set).map(|()| l))
+        .and_then(|l| zambda_guard::state::supported(&l.set, &config).map(|()| l))
     {
         Ok(l) => Some(l),
         Err(e) => {

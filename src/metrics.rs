@@ -32,6 +32,7 @@ pub struct Metrics {
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,
     pub policy_reloads: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub policy_generation: IntGauge,
     pub policy_last_reload_success: IntGauge,
     pub policy_rules: IntGauge,
@@ -83,6 +84,12 @@ impl Metrics {
                 "policy_reloads_total",
                 "Policy reloads that found changed content, by result (ok or error).",
                 &["result"],
+            ),
+            rate_limited: counter_vec(
+                r,
+                "rate_limited_total",
+                "Requests refused with 429 because a rate limit was exceeded, by route.",
+                &["route"],
             ),
             policy_generation: int_gauge(
                 r,

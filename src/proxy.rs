@@ -9,6 +9,7 @@
 //! canonical request the backend sees.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,10 +17,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::LoadBalancer;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
+use pingora_limits::rate::Rate;
 
 use crate::authn::{self, Rejection};
 use crate::config::{Enforcement, LogDecisions};
@@ -41,11 +45,38 @@ const DRAIN_LIMIT: u64 = 64 * 1024;
 /// The proxy logic; one per server, shared by every request.
 pub struct Guard {
     state: Arc<State>,
+    /// The named upstreams, by name.
+    upstreams: HashMap<String, Arc<Balancer>>,
+    /// Requests per second seen per actor (execute) and per client address
+    /// (execute-public), when limits are configured.
+    actor_rate: Option<Rate>,
+    client_rate: Option<Rate>,
 }
 
+/// A named upstream: round robin over its healthy addresses.
+pub type Balancer = LoadBalancer<RoundRobin>;
+
 impl Guard {
-    pub fn new(state: Arc<State>) -> Self {
-        Guard { state }
+    pub fn new(state: Arc<State>, upstreams: HashMap<String, Arc<Balancer>>) -> Self {
+        let limits = state.config.rate_limits;
+        let window = || Rate::new(std::time::Duration::from_secs(1));
+        Guard {
+            actor_rate: limits.per_actor_per_second.map(|_| window()),
+            client_rate: limits.per_client_per_second.map(|_| window()),
+            state,
+            upstreams,
+        }
+    }
+
+    /// True when `key` has used up its requests for this second.
+    fn over_limit(rate: Option<&Rate>, limit: Option<u64>, key: impl std::hash::Hash) -> bool {
+        match (rate, limit) {
+            (Some(rate), Some(limit)) => {
+                let seen = rate.observe(&key, 1);
+                u64::try_from(seen).unwrap_or(0) > limit
+            }
+            _ => false,
+        }
     }
 }
 
@@ -79,6 +110,7 @@ pub enum Decision {
     Unavailable,
     Public,
     WouldDeny,
+    RateLimited,
     /// Not decided yet (or a CORS preflight).
     None,
 }
@@ -95,6 +127,7 @@ impl Decision {
             Decision::Unavailable => "unavailable",
             Decision::Public => "public",
             Decision::WouldDeny => "would_deny",
+            Decision::RateLimited => "rate_limited",
             Decision::None => "none",
         }
     }
@@ -112,6 +145,10 @@ struct Forward {
     actor: Option<String>,
     roles: Option<String>,
     keep_authorization: bool,
+    /// A named upstream; `None` = the default `upstream`.
+    upstream: Option<Arc<Balancer>>,
+    /// Connection attempts so far (failover across a named upstream).
+    attempts: usize,
 }
 
 /// A request answered by the proxy itself.
@@ -121,6 +158,7 @@ struct Refusal {
     message: Cow<'static, str>,
     www_authenticate: Option<String>,
     allow_header: bool,
+    retry_after: bool,
 }
 
 impl Refusal {
@@ -131,6 +169,7 @@ impl Refusal {
             message: message.into(),
             www_authenticate: None,
             allow_header: false,
+            retry_after: false,
         }
     }
 
@@ -199,6 +238,21 @@ impl Guard {
             return Verdict::Refuse(Refusal::unauthenticated(target.route, message, false));
         }
 
+        // per client address on the public route (SPEC §7)
+        if target.route == Route::ExecutePublic {
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            if Self::over_limit(
+                self.client_rate.as_ref(),
+                config.rate_limits.per_client_per_second,
+                client,
+            ) {
+                return Verdict::Refuse(self.rate_limited(target.route));
+            }
+        }
+
         // 4. a policy set to decide with; this one set decides the whole request
         let Some(set) = self.state.policies.load_full() else {
             return Verdict::Refuse(Refusal::new(
@@ -218,6 +272,16 @@ impl Guard {
             },
         };
         ctx.actor = identity.as_ref().map(|i| i.subject.clone());
+        if let Some(identity) = &identity {
+            let key = (&*identity.issuer, identity.subject.as_str());
+            if Self::over_limit(
+                self.actor_rate.as_ref(),
+                config.rate_limits.per_actor_per_second,
+                key,
+            ) {
+                return Verdict::Refuse(self.rate_limited(target.route));
+            }
+        }
 
         // 6. the catalog
         let zambda = match set.zambda(&target.zambda) {
@@ -293,7 +357,24 @@ impl Guard {
             actor: identity.as_ref().map(|i| i.subject.clone()),
             roles,
             keep_authorization: target.route == Route::Execute && config.auth.forward_authorization,
+            upstream: zambda
+                .upstream
+                .as_ref()
+                .and_then(|name| self.upstreams.get(name))
+                .cloned(),
+            attempts: 0,
         })
+    }
+
+    fn rate_limited(&self, route: Route) -> Refusal {
+        self.state
+            .metrics
+            .rate_limited
+            .with_label_values(&[route.as_str()])
+            .inc();
+        let mut r = Refusal::new(429, Decision::RateLimited, "rate limit exceeded");
+        r.retry_after = true;
+        r
     }
 
     async fn authenticate(&self, req: &RequestHeader) -> Result<Arc<authn::Identity>, Refusal> {
@@ -358,13 +439,16 @@ impl Guard {
         Ok(())
     }
 
-    /// The origin of a CORS preflight this proxy should answer, if any.
+    /// The origin of a CORS preflight this proxy should answer: every
+    /// preflight on a route when `cors` is configured.
     fn preflight_origin(&self, req: &RequestHeader) -> Option<String> {
         let cors = self.state.config.cors.as_ref()?;
         let origin = req.headers.get(http::header::ORIGIN)?.to_str().ok()?;
         req.headers
             .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
-        Some(origin.to_string()).filter(|o| cors.allows(o))
+        // Answered for any origin; the CORS headers go to allowed ones only.
+        let _ = cors;
+        Some(origin.to_string())
     }
 
     /// The CORS response headers for an allowed origin.
@@ -402,6 +486,9 @@ impl Guard {
         h.insert_header(REQUEST_ID, ctx.request_id.as_str())?;
         if let Some(challenge) = &r.www_authenticate {
             h.insert_header("www-authenticate", challenge.as_str())?;
+        }
+        if r.retry_after {
+            h.insert_header("retry-after", "1")?;
         }
         if r.allow_header {
             let allow = if self.state.config.cors.is_some() {
@@ -544,16 +631,28 @@ impl ProxyHttp for Guard {
 
     /// The configured upstream, with every timeout set.
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if ctx.forward.is_none() {
+        let Some(forward) = ctx.forward.as_mut() else {
             // Unreachable by construction: request_filter answers every
             // request it does not forward. Refuse rather than forward.
             return Err(Error::explain(
                 ErrorType::HTTPStatus(500),
                 "request not decided",
             ));
-        }
+        };
+        forward.attempts += 1;
         let upstream = &self.state.config.upstream;
-        let mut peer = HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone());
+        let mut peer = match &forward.upstream {
+            Some(balancer) => match balancer.select(b"", 256) {
+                Some(backend) => HttpPeer::new(backend, false, String::new()),
+                None => {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        "no healthy upstream",
+                    ))
+                }
+            },
+            None => HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone()),
+        };
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         peer.options.total_connection_timeout = Some(upstream.connect_timeout);
         peer.options.read_timeout = Some(upstream.read_timeout);
@@ -661,10 +760,29 @@ impl ProxyHttp for Guard {
         Ok(())
     }
 
+    /// A named upstream fails over to its next address when a connection
+    /// cannot be made (nothing was sent, so retrying a POST is safe).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(forward) = &ctx.forward {
+            if let Some(balancer) = &forward.upstream {
+                let addresses = balancer.backends().get_backend().len();
+                e.set_retry(forward.attempts < addresses);
+            }
+        }
+        e
+    }
+
     /// Upstream and body-size failures get the JSON error shape too.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (code, message) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, "request body too large"),
+            ErrorType::HTTPStatus(503) => (503, "no healthy upstream"),
             ErrorType::HTTPStatus(code) => (*code, "request failed"),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
                 if e.esource() == &pingora::ErrorSource::Upstream =>

@@ -72,8 +72,9 @@ impl Reloader {
         }
         *last = Some(print);
         let metrics = &self.state.metrics;
-        let compiled = policy::compile_sources(sources)
-            .and_then(|loaded| crate::state::supported(&loaded.set).map(|()| loaded));
+        let compiled = policy::compile_sources(sources).and_then(|loaded| {
+            crate::state::supported(&loaded.set, &self.state.config).map(|()| loaded)
+        });
         match compiled {
             Ok(loaded) => {
                 for w in &loaded.warnings {

@@ -32,8 +32,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::admin::Admin;
 use crate::authn::Authenticator;
 use crate::config::Config;
-use crate::proxy::Guard;
+use crate::proxy::{Balancer, Guard};
 use crate::state::State;
+use pingora::lb::health_check::HttpHealthCheck;
+use std::collections::HashMap;
 
 /// Why the proxy could not start. Each is invalid input (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -153,8 +155,36 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut inner =
-        pingora::proxy::HttpProxy::new(Guard::new(state.clone()), server.configuration.clone());
+    let mut balancers = HashMap::new();
+    let mut health_checks = Vec::new();
+    for (name, named) in &config.upstreams {
+        let mut balancer = match Balancer::try_from_iter(named.addresses.iter().copied()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("upstream {name}: {e}");
+                continue;
+            }
+        };
+        if let Some(hc) = &named.health_check {
+            let mut check = HttpHealthCheck::new("localhost", false);
+            if let Ok(req) = pingora::http::RequestHeader::build("GET", hc.path.as_bytes(), None) {
+                check.req = req;
+            }
+            check.peer_template.options.connection_timeout = Some(config.upstream.connect_timeout);
+            check.peer_template.options.read_timeout = Some(config.upstream.connect_timeout);
+            balancer.set_health_check(Box::new(check));
+            balancer.health_check_frequency = Some(hc.interval);
+            let service = background_service(&format!("health checks of {name}"), balancer);
+            balancers.insert(name.clone(), service.task());
+            health_checks.push(service);
+        } else {
+            balancers.insert(name.clone(), Arc::new(balancer));
+        }
+    }
+    let mut inner = pingora::proxy::HttpProxy::new(
+        Guard::new(state.clone(), balancers),
+        server.configuration.clone(),
+    );
     inner.handle_init_modules();
     let mut proxy = Service::new(
         "zambda-guard proxy".to_string(),
@@ -181,6 +211,10 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(refresh);
+    for mut check in health_checks {
+        check.threads = Some(1);
+        server.add_service(check);
+    }
     server
 }
 

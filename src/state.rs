@@ -68,7 +68,7 @@ impl State {
     /// Returns the load's warnings.
     pub fn load_policies(&self) -> Result<Vec<policy::Warning>, policy::LoadErrors> {
         let loaded = policy::load_dir(&self.config.policies.dir)?;
-        supported(&loaded.set)?;
+        supported(&loaded.set, &self.config)?;
         let rules = loaded.set.stats().rules();
         self.install(loaded.set);
         let m = &self.metrics;
@@ -110,20 +110,23 @@ impl State {
     }
 }
 
-/// What a valid policy set may still ask for that this build cannot do:
-/// catalog entries naming an `upstream` (named upstreams are not supported
-/// yet). Refused rather than silently routed to the default upstream.
-pub fn supported(set: &policy::Set) -> Result<(), policy::LoadErrors> {
+/// Checks what a valid policy set asks of the config: every `upstream`
+/// named by a catalog entry must be configured under `upstreams`. Refused
+/// rather than silently routed to the default upstream.
+pub fn supported(set: &policy::Set, config: &Config) -> Result<(), policy::LoadErrors> {
     let errors: Vec<policy::LoadError> = set
         .zambdas()
         .filter_map(|z| {
             let upstream = z.upstream.as_ref()?;
+            if config.upstreams.contains_key(upstream) {
+                return None;
+            }
             Some(policy::LoadError {
                 file: z.file.to_path_buf(),
                 entry: Some(format!("zambda {}", z.name)),
                 line: z.line,
                 message: format!(
-                    "names upstream {upstream:?}, but named upstreams are not supported by this build; remove `upstream`"
+                    "names upstream {upstream:?}, which is not configured under `upstreams` in the config"
                 ),
             })
         })

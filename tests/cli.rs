@@ -244,7 +244,7 @@ fn explain_with_an_unverified_token_and_unknown_zambda() {
 }
 
 #[test]
-fn named_upstreams_are_refused_until_supported() {
+fn a_zambda_naming_an_unconfigured_upstream_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
