@@ -26,7 +26,7 @@ use crate::policy;
 use crate::state::State;
 
 /// Quiet time after the last event before a reload runs.
-const DEBOUNCE: Duration = Duration::from_millis(150);
+const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A burst of events never delays a reload longer than this.
 const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// How often the content is checked even without events.
@@ -156,13 +156,23 @@ impl Reloader {
                     }
                     let mut touched = Touched::default();
                     touched.note(&event, policies, key_dirs);
-                    // debounce: wait for quiet, but not forever
+                    // debounce: wait for DEBOUNCE without a relevant
+                    // event, but never longer than DEBOUNCE_MAX in all
                     let started = Instant::now();
-                    while started.elapsed() < DEBOUNCE_MAX {
-                        match rx.recv_timeout(DEBOUNCE) {
-                            Ok(e) if relevant(&e) => touched.note(&e, policies, key_dirs),
+                    let mut last = started;
+                    loop {
+                        let quiet = DEBOUNCE.saturating_sub(last.elapsed());
+                        if quiet.is_zero() || started.elapsed() >= DEBOUNCE_MAX {
+                            break;
+                        }
+                        match rx.recv_timeout(quiet) {
+                            Ok(e) if relevant(&e) => {
+                                touched.note(&e, policies, key_dirs);
+                                last = Instant::now();
+                            }
                             Ok(_) => {}
-                            Err(_) => break,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
                     if touched.keys {
