@@ -24,6 +24,14 @@ fn dead() -> std::net::SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
 
+/// The signing key, its JWKS server, and the default backend.
+async fn world() -> (SigningKey, JwksServer, std::net::SocketAddr, Recorder) {
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let (default, rec) = backend().await;
+    (key, jwks, default, rec)
+}
+
 async fn start(default: std::net::SocketAddr, jwks: &JwksServer, extra: String) -> Proxy {
     let mut setup = Setup::new(default, &jwks.url());
     setup.policies = Some(vec![("p.yaml".into(), POLICY.into())]);
@@ -35,9 +43,7 @@ async fn start(default: std::net::SocketAddr, jwks: &JwksServer, extra: String) 
 
 #[tokio::test]
 async fn each_upstream_gets_exactly_its_zambdas_and_fails_over() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let (default, default_rec) = backend().await;
+    let (key, jwks, default, default_rec) = world().await;
     let (lab_a, lab_a_rec) = backend().await;
     let (lab_b, lab_b_rec) = backend().await;
     let (bill, bill_rec) = backend().await;
@@ -107,9 +113,7 @@ async fn each_upstream_gets_exactly_its_zambdas_and_fails_over() {
 
 #[tokio::test]
 async fn an_upstream_with_no_healthy_address_answers_503_at_once() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let (default, _rec) = backend().await;
+    let (key, jwks, default, _rec) = world().await;
     let (bill, bill_rec) = backend().await;
     let extra = format!(
         "upstreams:\n  labs:\n    addresses: [{}]\n    health_check: {{path: /healthz, interval_seconds: 1}}\n  billing:\n    addresses: [{bill}]\n    health_check: {{path: /healthz, interval_seconds: 1}}\n",
@@ -160,9 +164,7 @@ async fn an_upstream_with_no_healthy_address_answers_503_at_once() {
 
 #[tokio::test]
 async fn a_zambda_naming_an_unknown_upstream_stops_the_start() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let (default, _rec) = backend().await;
+    let (key, jwks, default, _rec) = world().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/p.yaml"), POLICY).unwrap();
@@ -194,9 +196,7 @@ fn preflight(origin: &str) -> String {
 
 #[tokio::test]
 async fn cors_answers_preflights_and_marks_allowed_origins_only() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let (default, rec) = backend().await;
+    let (key, jwks, default, rec) = world().await;
     let extra = format!("upstreams:\n  labs:\n    addresses: [{default}]\n  billing:\n    addresses: [{default}]\n{CORS}");
     let proxy = start(default, &jwks, extra).await;
 
@@ -271,9 +271,7 @@ async fn cors_answers_preflights_and_marks_allowed_origins_only() {
 
 #[tokio::test]
 async fn without_cors_options_is_405() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let (default, _rec) = backend().await;
+    let (key, jwks, default, _rec) = world().await;
     let extra = format!(
         "upstreams:\n  labs:\n    addresses: [{default}]\n  billing:\n    addresses: [{default}]\n"
     );
@@ -287,9 +285,7 @@ async fn without_cors_options_is_405() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_per_actor_and_per_client() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let (default, rec) = backend().await;
+    let (key, jwks, default, rec) = world().await;
     let extra = format!(
         "upstreams:\n  labs:\n    addresses: [{default}]\n  billing:\n    addresses: [{default}]\nrate_limits:\n  per_actor_per_second: 5\n  per_client_per_second: 3\n"
     );
