@@ -65,6 +65,15 @@ struct File {
     upstreams: std::collections::BTreeMap<String, FileNamedUpstream>,
     #[serde(default)]
     rate_limits: FileRateLimits,
+    #[serde(default)]
+    tls: Option<FileTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +125,8 @@ struct FileUpstream {
     address: String,
     tls: bool,
     sni: Option<String>,
+    ca_file: Option<PathBuf>,
+    insecure_skip_verify: bool,
     path_template: Option<String>,
     connect_timeout_ms: u64,
     read_timeout_ms: u64,
@@ -127,6 +138,8 @@ impl Default for FileUpstream {
             address: "127.0.0.1:3000".into(),
             tls: false,
             sni: None,
+            ca_file: None,
+            insecure_skip_verify: false,
             path_template: None,
             connect_timeout_ms: 1000,
             read_timeout_ms: 30_000,
@@ -314,6 +327,17 @@ pub struct Config {
     /// Named backends besides the default `upstream` (SPEC §7).
     pub upstreams: std::collections::BTreeMap<String, NamedUpstream>,
     pub rate_limits: RateLimits,
+    /// HTTPS on `listen` (SPEC §7); `None` = plain HTTP, the sidecar default.
+    pub tls: Option<Tls>,
+}
+
+/// The certificate served on `listen`: its files, and the pair they held
+/// at load time (read and checked then, so an invalid pair stops the start).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub pair: crate::tls::Pair,
 }
 
 /// A named backend: one or more addresses, round robin, optionally health
@@ -353,7 +377,13 @@ pub struct Upstream {
     /// The address as written, for messages.
     pub address_text: String,
     pub tls: bool,
+    /// The name the backend's certificate is verified against (and sent as
+    /// SNI); never empty when `tls` is set.
     pub sni: String,
+    /// Roots to verify the backend against instead of the system's.
+    pub ca: Option<crate::tls::UpstreamCa>,
+    /// Only with `tls`: the backend's certificate is not checked at all.
+    pub insecure_skip_verify: bool,
     pub path_template: Option<PathTemplate>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -727,6 +757,7 @@ impl Validator<'_> {
                 self.problem(key, "must be at least 1 (or null for no limit)");
             }
         }
+        let tls = f.tls.and_then(|t| self.tls(t));
         Config {
             source: PathBuf::from(self.name),
             listen,
@@ -750,6 +781,24 @@ impl Validator<'_> {
                 per_actor_per_second: f.rate_limits.per_actor_per_second,
                 per_client_per_second: f.rate_limits.per_client_per_second,
             },
+            tls,
+        }
+    }
+
+    /// Loads the pair now: a start or a `check` with a bad pair fails.
+    fn tls(&mut self, t: FileTls) -> Option<Tls> {
+        let cert_file = self.path(&t.cert_file);
+        let key_file = self.path(&t.key_file);
+        match crate::tls::Pair::load(&cert_file, &key_file) {
+            Ok(pair) => Some(Tls {
+                cert_file,
+                key_file,
+                pair,
+            }),
+            Err(e) => {
+                self.problem("tls", e);
+                None
+            }
         }
     }
 
@@ -834,11 +883,40 @@ impl Validator<'_> {
                     None
                 }
             });
-        if u.tls {
+        let ca = match (&u.ca_file, u.tls) {
+            (Some(_), false) => {
+                self.problem("upstream.ca_file", "only applies with upstream.tls: true");
+                None
+            }
+            (Some(path), true) => match crate::tls::UpstreamCa::load(&self.path(path)) {
+                Ok(ca) => Some(ca),
+                Err(e) => {
+                    self.problem("upstream.ca_file", e);
+                    None
+                }
+            },
+            (None, _) => None,
+        };
+        if u.insecure_skip_verify && !u.tls {
             self.problem(
-                "upstream.tls",
-                "TLS to the upstream is not supported by this build; use a plain-HTTP backend",
+                "upstream.insecure_skip_verify",
+                "only applies with upstream.tls: true",
             );
+        }
+        if u.insecure_skip_verify && u.ca_file.is_some() {
+            self.problem(
+                "upstream.insecure_skip_verify",
+                "contradicts upstream.ca_file (set one or the other)",
+            );
+        }
+        if u.tls {
+            // pingora skips every certificate check for an empty SNI.
+            if let Err(e) = pingora::tls::ServerName::try_from(sni.as_str()) {
+                self.problem(
+                    "upstream.sni",
+                    format!("{sni:?} is not a DNS name or IP address to verify the backend's certificate against ({e})"),
+                );
+            }
         }
         if u.connect_timeout_ms == 0 {
             self.problem("upstream.connect_timeout_ms", "must be at least 1");
@@ -851,6 +929,8 @@ impl Validator<'_> {
             address_text: u.address,
             tls: u.tls,
             sni,
+            ca,
+            insecure_skip_verify: u.insecure_skip_verify,
             path_template,
             connect_timeout: Duration::from_millis(u.connect_timeout_ms),
             read_timeout: Duration::from_millis(u.read_timeout_ms),

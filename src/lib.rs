@@ -21,8 +21,11 @@
 //!   outcomes become HTTP statuses.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`metrics`]: every metric and its help text.
-//! - [`reload`]: watching the policy directory and key files; SIGHUP.
+//! - [`reload`]: watching the policy directory, key and certificate files;
+//!   SIGHUP.
 //! - [`server`]: assembles the pingora server from a config.
+//! - [`tls`]: the certificate served on `listen`, kept live and re-read
+//!   from disk; the checks of the upstream's certificate.
 //! - [`explain`]: the decision for one principal and Zambda, for the CLI.
 //! - [`echo`]: the echo backend of the demo and of the end-to-end tests.
 //! - [`demo`]: the zero-setup demonstration (echo backend, generated key).
@@ -40,6 +43,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 /// The crate version, as `--version` and the metrics report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -202,13 +202,15 @@ fn serve(config: Config, upgrade: bool, hangups: signal_hook::iterator::Signals)
     ExitCode::SUCCESS
 }
 
-/// SIGHUP re-reads the policies now; an invalid set is refused and logged.
+/// SIGHUP re-reads the policies and the TLS certificate now; an invalid set
+/// or pair is refused and logged.
 fn reload_on_hangup(reloader: Arc<Reloader>, mut hangups: signal_hook::iterator::Signals) {
     std::thread::spawn(move || {
         for _ in hangups.forever() {
             if reloader.check("SIGHUP") == Outcome::Unchanged {
                 tracing::info!("SIGHUP: policies unchanged");
             }
+            reloader.reload_certificate("SIGHUP");
         }
     });
 }

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub policy_last_reload_success: IntGauge,
     pub policy_rules: IntGauge,
     pub policy_last_reload_timestamp: Gauge,
+    pub tls_reloads: IntCounterVec,
+    pub tls_certificate_not_after: Gauge,
     jwks_refresh: IntCounterVec,
     jwks_keys: IntGaugeVec,
     jwks_last_success: GaugeVec,
@@ -110,6 +112,17 @@ impl Metrics {
                 r,
                 "policy_last_reload_timestamp_seconds",
                 "Unix time of the last successful policy load.",
+            ),
+            tls_reloads: counter_vec(
+                r,
+                "tls_certificate_reloads_total",
+                "Re-reads of the served certificate and key that found changed files, by result (ok, or error when the old pair kept serving).",
+                &["result"],
+            ),
+            tls_certificate_not_after: gauge(
+                r,
+                "tls_certificate_not_after_timestamp_seconds",
+                "Unix time the certificate served on the proxy listener expires; 0 when the listener is plain HTTP.",
             ),
             jwks_refresh: counter_vec(
                 r,

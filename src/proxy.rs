@@ -651,7 +651,11 @@ impl ProxyHttp for Guard {
                     ))
                 }
             },
-            None => HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone()),
+            None => {
+                let mut peer = HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone());
+                crate::tls::configure_peer(&mut peer, upstream);
+                peer
+            }
         };
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         peer.options.total_connection_timeout = Some(upstream.connect_timeout);
@@ -714,7 +718,13 @@ impl ProxyHttp for Guard {
         if let Some(xff) = forwarded_for {
             up.insert_header("x-forwarded-for", xff)?;
         }
-        up.insert_header("x-forwarded-proto", "http")?;
+        // The proxy listener is HTTPS exactly when `tls` is configured.
+        let proto = if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        up.insert_header("x-forwarded-proto", proto)?;
         Ok(())
     }
 

@@ -1,13 +1,16 @@
-//! Hot reload of the policy directory and of key files.
+//! Hot reload of the policy directory, of key files and of the TLS
+//! certificate.
 //!
 //! A watcher thread waits for file-system events under the policy
 //! directory (and the directories of `jwks_file`/`public_key_pem_file` key
-//! sources), debounces them, then re-reads everything. The set is swapped
-//! only when the content changed and the whole new set is valid; an invalid
-//! set is refused, logged with file and line, counted, and the last good set
-//! keeps serving. A periodic content check catches what the watcher missed
-//! (dropped events, file systems without inotify, a policy directory that is
-//! itself a symlink and was re-pointed). SIGHUP runs the same check at once.
+//! sources and of `tls.cert_file`/`tls.key_file`), debounces them, then
+//! re-reads what they touched. The set is swapped only when the content
+//! changed and the whole new set is valid; an invalid set is refused,
+//! logged with file and line, counted, and the last good set keeps serving
+//! (a certificate pair likewise, see [`crate::tls`]). A periodic content
+//! check catches what the watcher missed (dropped events, file systems
+//! without inotify, a policy directory that is itself a symlink and was
+//! re-pointed). SIGHUP runs the same check at once.
 //!
 //! Kubernetes ConfigMap volumes update by writing a new timestamped
 //! directory and renaming the `..data` symlink; watching the directory (not
@@ -24,6 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::config::KeySource;
 use crate::policy;
 use crate::state::State;
+use crate::tls;
 
 /// Quiet time after the last event before a reload runs.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -129,7 +133,13 @@ impl Reloader {
             let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
         }
         let key_dirs = key_file_dirs(&self.state);
-        for dir in &key_dirs {
+        let cert_dirs = self
+            .state
+            .tls
+            .as_ref()
+            .map(|c| c.dirs())
+            .unwrap_or_default();
+        for dir in key_dirs.iter().chain(&cert_dirs) {
             if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 tracing::warn!("cannot watch {}: {e}", dir.display());
             }
@@ -140,12 +150,18 @@ impl Reloader {
             .spawn(move || {
                 // Dropping the watcher would stop the events: it lives here.
                 let _watcher = watcher;
-                me.watch_loop(&rx, &policies, &key_dirs);
+                me.watch_loop(&rx, &policies, &key_dirs, &cert_dirs);
             })?;
         Ok(())
     }
 
-    fn watch_loop(&self, rx: &Receiver<notify::Event>, policies: &Path, key_dirs: &[PathBuf]) {
+    fn watch_loop(
+        &self,
+        rx: &Receiver<notify::Event>,
+        policies: &Path,
+        key_dirs: &[PathBuf],
+        cert_dirs: &[PathBuf],
+    ) {
         let mut next_poll = Instant::now() + POLL_INTERVAL;
         loop {
             let wait = next_poll.saturating_duration_since(Instant::now());
@@ -155,7 +171,7 @@ impl Reloader {
                         continue;
                     }
                     let mut touched = Touched::default();
-                    touched.note(&event, policies, key_dirs);
+                    touched.note(&event, policies, key_dirs, cert_dirs);
                     // debounce: wait for DEBOUNCE without a relevant
                     // event, but never longer than DEBOUNCE_MAX in all
                     let started = Instant::now();
@@ -167,7 +183,7 @@ impl Reloader {
                         }
                         match rx.recv_timeout(quiet) {
                             Ok(e) if relevant(&e) => {
-                                touched.note(&e, policies, key_dirs);
+                                touched.note(&e, policies, key_dirs, cert_dirs);
                                 last = Instant::now();
                             }
                             Ok(_) => {}
@@ -178,6 +194,9 @@ impl Reloader {
                     if touched.keys {
                         self.reload_keys();
                     }
+                    if touched.certs {
+                        self.reload_certificate("watch");
+                    }
                     if touched.policies {
                         self.check("watch");
                     }
@@ -187,6 +206,7 @@ impl Reloader {
                     if !key_dirs.is_empty() {
                         self.reload_keys();
                     }
+                    self.reload_certificate("poll");
                     next_poll = Instant::now() + POLL_INTERVAL;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -199,6 +219,32 @@ impl Reloader {
             tracing::error!("key file reload refused, keeping the current keys: {e}");
         }
     }
+
+    /// Re-reads the TLS certificate and key (when `tls` is configured); a
+    /// changed, valid pair is served from the next handshake on, a bad one
+    /// is refused and the pair in service stays.
+    pub fn reload_certificate(&self, why: &str) {
+        let Some(certs) = &self.state.tls else {
+            return;
+        };
+        let metrics = &self.state.metrics;
+        match certs.reload() {
+            tls::Reload::Unchanged => {}
+            tls::Reload::Reloaded(pair) => {
+                metrics.tls_reloads.with_label_values(&["ok"]).inc();
+                metrics.tls_certificate_not_after.set(pair.not_after as f64);
+                tracing::info!(trigger = why, "TLS certificate reloaded: {pair}");
+            }
+            tls::Reload::Refused(e) => {
+                metrics.tls_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(
+                    trigger = why,
+                    "TLS CERTIFICATE RELOAD REFUSED, still serving the previous certificate ({}): {e}",
+                    certs.current()
+                );
+            }
+        }
+    }
 }
 
 /// Which kinds of watched paths a burst of events touched.
@@ -206,20 +252,27 @@ impl Reloader {
 struct Touched {
     policies: bool,
     keys: bool,
+    certs: bool,
 }
 
 impl Touched {
-    fn note(&mut self, event: &notify::Event, policies: &Path, key_dirs: &[PathBuf]) {
+    fn note(
+        &mut self,
+        event: &notify::Event,
+        policies: &Path,
+        key_dirs: &[PathBuf],
+        cert_dirs: &[PathBuf],
+    ) {
         for path in &event.paths {
-            if !path.starts_with(policies)
-                && key_dirs.iter().any(|d| path.parent() == Some(d.as_path()))
-            {
-                self.keys = true;
-            } else {
-                // The policy directory, a ConfigMap's `..data` swap, or the
-                // parent where the directory's own symlink may be re-pointed.
-                self.policies = true;
-            }
+            let in_dir = |dirs: &[PathBuf]| dirs.iter().any(|d| path.parent() == Some(d.as_path()));
+            let policy = path.starts_with(policies);
+            let key = !policy && in_dir(key_dirs);
+            let cert = in_dir(cert_dirs);
+            self.keys |= key;
+            self.certs |= cert;
+            // The policy directory, a ConfigMap's `..data` swap, or the
+            // parent where the directory's own symlink may be re-pointed.
+            self.policies |= policy || (!key && !cert);
         }
         if event.paths.is_empty() {
             self.policies = true;

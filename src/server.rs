@@ -55,6 +55,9 @@ pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    for w in crate::tls::warnings(&state.config) {
+        tracing::warn!("{w}");
+    }
     Ok(state)
 }
 
@@ -193,7 +196,17 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
             read_timeout: config.limits.downstream_read_timeout,
         },
     );
-    proxy.add_tcp(&config.listen.to_string());
+    match &state.tls {
+        // HTTPS only: never a plain-HTTP fallback on a TLS listener.
+        Some(certs) => match certs.settings() {
+            Ok(settings) => {
+                tracing::info!("serving HTTPS on {}: {}", config.listen, certs.current());
+                proxy.add_tls_with_settings(&config.listen.to_string(), None, settings);
+            }
+            Err(e) => tracing::error!("cannot serve TLS on {}: {e}; not listening", config.listen),
+        },
+        None => proxy.add_tcp(&config.listen.to_string()),
+    }
     proxy.threads = Some(config.threads);
 
     let mut admin = Service::new("zambda-guard admin".to_string(), Admin::new(state.clone()));

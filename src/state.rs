@@ -21,6 +21,8 @@ pub struct State {
     pub policies: ArcSwapOption<policy::Set>,
     pub auth: Arc<Authenticator>,
     pub metrics: Metrics,
+    /// The certificate served on `listen`, when `tls` is configured.
+    pub tls: Option<Arc<crate::tls::Certificates>>,
     /// 1 for the start-up load, +1 for each successful reload.
     generation: AtomicU64,
     /// Requests being processed now (for draining on shutdown).
@@ -43,11 +45,22 @@ pub struct NotReady(pub Vec<String>);
 impl State {
     /// Builds the state with no policy set loaded yet.
     pub fn new(config: Config, auth: Arc<Authenticator>) -> Self {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| Arc::new(crate::tls::Certificates::new(t)));
+        let metrics = Metrics::new();
+        if let Some(t) = &config.tls {
+            metrics
+                .tls_certificate_not_after
+                .set(t.pair.not_after as f64);
+        }
         State {
             config,
             policies: ArcSwapOption::empty(),
             auth,
-            metrics: Metrics::new(),
+            metrics,
+            tls,
             generation: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         }

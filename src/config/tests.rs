@@ -157,3 +157,102 @@ fn path_template_renders_placeholders() {
     let t = PathTemplate::parse("/function/{name}/{route}/{id}").unwrap();
     assert_eq!(t.render("i-1", "n", "execute"), "/function/n/execute/i-1");
 }
+
+/// Writes a self-signed certificate and its key into `dir` as `tls.crt`
+/// and `tls.key`; returns the certificate PEM.
+fn write_pair(dir: &Path) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    std::fs::write(dir.join("tls.crt"), &cert).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    cert
+}
+
+#[test]
+fn tls_is_off_by_default_and_checked_when_on() {
+    let c = load(ISSUER).unwrap();
+    assert!(c.tls.is_none());
+    assert!(!c.upstream.tls && !c.upstream.insecure_skip_verify && c.upstream.ca.is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_pair(dir.path());
+    let base = dir.path();
+    let on = |extra: &str| Config::from_yaml(&format!("{ISSUER}{extra}"), "test.yaml", base);
+    let c = on("tls:\n  cert_file: tls.crt\n  key_file: tls.key\n").unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.cert_file, base.join("tls.crt"));
+    assert!(tls.pair.serial.len() > 1);
+
+    // a bad pair stops the load, naming the key and the file
+    std::fs::write(
+        base.join("other.key"),
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let err = on("tls:\n  cert_file: tls.crt\n  key_file: other.key\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("tls:") && err.contains("does not match"),
+        "{err}"
+    );
+    let err = on("tls:\n  cert_file: missing.crt\n  key_file: tls.key\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("missing.crt") && err.contains("cannot read"),
+        "{err}"
+    );
+    assert!(on("tls:\n  cert_file: tls.crt\n").is_err());
+
+    // upstream TLS: SNI from the address, the CA file loaded
+    std::fs::write(base.join("ca.pem"), &cert).unwrap();
+    let c = on("upstream:\n  address: localhost:8443\n  tls: true\n  ca_file: ca.pem\n").unwrap();
+    assert!(c.upstream.tls);
+    assert_eq!(c.upstream.sni, "localhost");
+    assert!(c.upstream.ca.is_some());
+    let c = on("upstream:\n  address: 127.0.0.1:8443\n  tls: true\n  insecure_skip_verify: true\n")
+        .unwrap();
+    assert!(c.upstream.insecure_skip_verify);
+    assert_eq!(c.upstream.sni, "127.0.0.1");
+    let c =
+        on("upstream:\n  address: 127.0.0.1:8443\n  tls: true\n  sni: backend.internal\n").unwrap();
+    assert_eq!(c.upstream.sni, "backend.internal");
+
+    for (extra, fragment) in [
+        ("upstream:\n  ca_file: ca.pem\n", "upstream.ca_file"),
+        (
+            "upstream:\n  insecure_skip_verify: true\n",
+            "upstream.insecure_skip_verify",
+        ),
+        (
+            "upstream:\n  tls: true\n  ca_file: ca.pem\n  insecure_skip_verify: true\n",
+            "contradicts",
+        ),
+        (
+            "upstream:\n  tls: true\n  ca_file: missing.pem\n",
+            "missing.pem",
+        ),
+        (
+            "upstream:\n  tls: true\n  ca_file: tls.key\n",
+            "no CA certificate",
+        ),
+        ("upstream:\n  tls: true\n  sni: ''\n", "upstream.sni"),
+        (
+            "upstream:\n  tls: true\n  sni: 'not a name'\n",
+            "upstream.sni",
+        ),
+    ] {
+        let err = on(extra).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains(fragment),
+            "{extra}: {fragment:?} not in {err:?}"
+        );
+    }
+}
