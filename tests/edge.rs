@@ -164,7 +164,7 @@ async fn an_upstream_with_no_healthy_address_answers_503_at_once() {
 
 #[tokio::test]
 async fn a_zambda_naming_an_unknown_upstream_stops_the_start() {
-    let (key, jwks, default, _rec) = world().await;
+    let (_key, jwks, default, _rec) = world().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/p.yaml"), POLICY).unwrap();
@@ -196,7 +196,7 @@ fn preflight(origin: &str) -> String {
 
 #[tokio::test]
 async fn cors_answers_preflights_and_marks_allowed_origins_only() {
-    let (key, jwks, default, rec) = world().await;
+    let (_key, jwks, default, rec) = world().await;
     let extra = format!("upstreams:\n  labs:\n    addresses: [{default}]\n  billing:\n    addresses: [{default}]\n{CORS}");
     let proxy = start(default, &jwks, extra).await;
 
@@ -271,7 +271,7 @@ async fn cors_answers_preflights_and_marks_allowed_origins_only() {
 
 #[tokio::test]
 async fn without_cors_options_is_405() {
-    let (key, jwks, default, _rec) = world().await;
+    let (_key, jwks, default, _rec) = world().await;
     let extra = format!(
         "upstreams:\n  labs:\n    addresses: [{default}]\n  billing:\n    addresses: [{default}]\n"
     );
