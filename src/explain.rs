@@ -217,6 +217,7 @@ fn to_json(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> Value {
             })).collect::<Vec<_>>(),
             "roles": e.roles.iter().map(|h| json!({
                 "name": h.role.name, "source": role_source(&h.source),
+                "file": h.role.file.display().to_string(), "line": h.role.line,
             })).collect::<Vec<_>>(),
             "ignored_roles": e.ignored_roles,
         },

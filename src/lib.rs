@@ -27,6 +27,7 @@
 //! - [`tls`]: the certificate served on `listen`, kept live and re-read
 //!   from disk; the checks of the upstream's certificate.
 //! - [`explain`]: the decision for one principal and Zambda, for the CLI.
+//! - [`tooling`]: policy tests (`test`) and the impact of a change (`diff`).
 //! - [`echo`]: the echo backend of the demo and of the end-to-end tests.
 //! - [`demo`]: the zero-setup demonstration (echo backend, generated key).
 
@@ -44,6 +45,7 @@ pub mod route;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod tooling;
 
 /// The crate version, as `--version` and the metrics report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

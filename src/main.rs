@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use zambda_guard::config::{Config, LogFormat};
 use zambda_guard::explain::{self, Format, Query};
 use zambda_guard::reload::{Outcome, Reloader};
+use zambda_guard::tooling::{cases, diff::Diff, diff::Flip};
 use zambda_guard::{authn, demo, policy, server};
 
 #[derive(Parser)]
@@ -35,6 +36,10 @@ enum Command {
     Check(ConfigArg),
     /// Print the decision for one principal and Zambda, and why.
     Explain(ExplainArgs),
+    /// Run policy tests: cases of principal, Zambda and expected decision.
+    Test(TestArgs),
+    /// Show which (actor or role, Zambda) decisions a policy change flips.
+    Diff(DiffArgs),
     /// Start a self-contained demonstration: echo backend, generated key,
     /// example policies, and ready-to-paste curl commands.
     Demo(DemoArgs),
@@ -90,6 +95,35 @@ enum FormatArg {
 }
 
 #[derive(Args)]
+struct TestArgs {
+    /// The config: its policies.dir (for test files naming no `policies:`) and token claims.
+    #[arg(long, short = 'c', default_value = "config.yaml")]
+    config: PathBuf,
+    /// Test files, or directories searched recursively for *.test.yaml|yml|json.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// Exit with code 1 when any pair flips this way (repeatable).
+    #[arg(long, value_enum)]
+    fail_on: Vec<FailOn>,
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+    /// The policy directory before the change.
+    old_dir: PathBuf,
+    /// The policy directory after the change.
+    new_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOn {
+    NewlyAllowed,
+    NewlyDenied,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// Proxy port on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
@@ -118,6 +152,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args, hangups),
         Command::Check(args) => check(&args.config),
         Command::Explain(args) => explain(args),
+        Command::Test(args) => policy_test(&args),
+        Command::Diff(args) => diff(&args),
         Command::Demo(args) => demo(args, hangups),
     }
 }
@@ -289,6 +325,54 @@ fn explain(args: ExplainArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn policy_test(args: &TestArgs) -> ExitCode {
+    match cases::run(&args.paths, &args.config) {
+        Ok(report) => {
+            print!("{}", report.text());
+            ExitCode::from(u8::from(!report.passed()))
+        }
+        Err(invalid) => {
+            eprintln!("error: invalid input, no case was run:");
+            for problem in invalid.0 {
+                eprintln!("  {problem}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn diff(args: &DiffArgs) -> ExitCode {
+    let load = |which: &str, dir: &std::path::Path| {
+        policy::load_dir(dir).map_err(|e| {
+            eprintln!("error: invalid {which} policies in {}:\n{e}", dir.display());
+        })
+    };
+    let (Ok(old), Ok(new)) = (load("old", &args.old_dir), load("new", &args.new_dir)) else {
+        return ExitCode::from(2);
+    };
+    for warning in &new.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let diff = Diff::between(&old.set, &new.set);
+    match args.format {
+        FormatArg::Text => print!("{}", diff.text()),
+        FormatArg::Json => println!("{:#}", diff.json()),
+    }
+    let mut tripped = false;
+    for gate in &args.fail_on {
+        let (flip, name) = match gate {
+            FailOn::NewlyAllowed => (Flip::NewlyAllowed, "newly-allowed"),
+            FailOn::NewlyDenied => (Flip::NewlyDenied, "newly-denied"),
+        };
+        let count = diff.count(flip);
+        if count > 0 {
+            eprintln!("diff: --fail-on {name}: {count} pair(s)");
+            tripped = true;
+        }
+    }
+    ExitCode::from(u8::from(tripped))
 }
 
 fn demo(args: DemoArgs, hangups: signal_hook::iterator::Signals) -> ExitCode {

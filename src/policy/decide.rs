@@ -84,8 +84,8 @@ pub enum RoleSource<'s> {
 
 /// One policy a principal holds, in evaluation order.
 #[derive(Clone, Copy)]
-struct Held<'s> {
-    policy: u32,
+pub(super) struct Held<'s> {
+    pub(super) policy: u32,
     source: Source<'s>,
 }
 
@@ -227,7 +227,7 @@ impl Set {
     /// (issuer-bound entry, then "any" entry), then the roles those entries
     /// list, in that order, then the token's defined roles. A role may come
     /// up more than once; evaluating it again never changes a decision.
-    fn held<'s, 'a>(
+    pub(super) fn held<'s, 'a>(
         &'s self,
         principal: &Principal<'a>,
     ) -> impl Iterator<Item = Held<'s>> + use<'s, 'a> {

@@ -57,8 +57,10 @@
 //! single-Zambda slots holding its first matching Deny and Allow, so
 //! [`Set::decide`] costs a few hash lookups and one binary search per policy
 //! held, without allocating. [`Set::explain`] reaches the same decision by
-//! scanning rules, and lists everything that matched.
+//! scanning rules, and lists everything that matched. [`Set::coverage`]
+//! reads the same slots policy by policy, for comparing two sets.
 
+mod coverage;
 mod decide;
 mod file;
 mod lines;
@@ -68,9 +70,12 @@ mod model;
 #[cfg(test)]
 mod tests;
 
+pub use coverage::{Coverage, PolicyId};
 pub use decide::{Decision, Explanation, HeldRole, RoleSource};
 pub use load::{
     compile_sources, load_dir, load_texts, read_sources, LoadError, LoadErrors, Loaded, Sources,
     Warning,
 };
+/// The fast hash of the policy tables, for tools that index policy data.
+pub(crate) use model::FxHasher;
 pub use model::{Actor, Effect, Origin, Principal, Role, Rule, Set, Stats, Zambda, ZambdaKind};

@@ -406,7 +406,7 @@ pub(super) struct Holdings {
 /// tables' keys come from the policy files; requests only look keys up, so
 /// colliding keys cannot be flooded in.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl FxHasher {
     const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
