@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test of zambda-guard: the Rust unit and end-to-end tests, and
-# the Helm chart tests. Installs the Python packages the chart tests need.
-# Needs cmake (pingora's zlib-ng build) and Python 3 with pip.
+# Runs every test of zambda-guard:
+#   1. the Rust unit and end-to-end tests (cargo nextest, or cargo test);
+#   2. the example policy tests, with `zambda-guard test`;
+#   3. the fuzz targets over their kept corpora and crash reproducers;
+#   4. the Oystehr SDK end-to-end test (Node, npm);
+#   5. the Helm chart tests (Python, pip).
+# Installs the npm and Python packages it needs. Needs cmake (pingora's
+# zlib-ng build), a C compiler, Node >= 18 with npm, and Python 3 with pip.
+# SKIP_FUZZ=1 skips step 3 (its first build takes about 10 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +18,17 @@ else
   cargo test --no-fail-fast
 fi
 
-ZAMBDA_GUARD_BIN="$PWD/target/debug/zambda-guard" bash tests/chart/run.sh
+bin="$PWD/target/debug/zambda-guard"
+echo "== policy tests"
+"$bin" test --config config.yaml policies
+
+if [ -z "${SKIP_FUZZ:-}" ]; then
+  echo "== fuzz regressions"
+  ./scripts/fuzz-regress.sh
+fi
+
+echo "== Oystehr SDK"
+ZAMBDA_GUARD_BIN="$bin" bash tests/sdk/run.sh
+
+echo "== Helm chart"
+ZAMBDA_GUARD_BIN="$bin" bash tests/chart/run.sh
