@@ -2917,15 +2917,18 @@ async fn keep_alive_requests_with_a_denied_one_between_allowed_ones() {
     check_pipelined(&responses, &w.backend);
 }
 
-/// A proxy whose downstream timeouts are 2 s.
-async fn impatient_world() -> (World, JwksServer) {
+/// A proxy whose downstream read and idle timeouts are `seconds`.
+async fn impatient_world(seconds: u64) -> (World, JwksServer) {
     let key = SigningKey::rsa1();
     let jwks = JwksServer::start(&[&key]).await;
     let (addr, backend) = backend().await;
     let mut setup = Setup::new(addr, &jwks.url());
-    setup.extra =
-        "limits:\n  downstream_read_timeout_seconds: 2\n  downstream_idle_timeout_seconds: 2\n"
-            .into();
+    setup.extra = format!(
+        "limits:
+  downstream_read_timeout_seconds: {seconds}
+  downstream_idle_timeout_seconds: {seconds}
+"
+    );
     let proxy = Proxy::start(setup).await;
     proxy.ready().await;
     (World { proxy, backend }, jwks)
@@ -2954,10 +2957,11 @@ async fn stalled_head(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// 50 clients stalled mid-head and one mid-body do not slow anyone else.
+/// 50 clients stalled mid-head and one mid-body do not slow anyone else
+/// (the timeouts are long here, so nothing is freed by them meanwhile).
 #[tokio::test]
 async fn slow_clients_do_not_hold_up_others() {
-    let (w, _jwks) = impatient_world().await;
+    let (w, _jwks) = impatient_world(30).await;
     let lab = rs("lab-bot@clients");
     let mut stalled = Vec::new();
     for _ in 0..50 {
@@ -2989,7 +2993,7 @@ async fn slow_clients_do_not_hold_up_others() {
 /// (2 s here) pass; the stalled request never reaches the backend whole.
 #[tokio::test]
 async fn stalled_body_and_idle_keep_alive_time_out() {
-    let (w, _jwks) = impatient_world().await;
+    let (w, _jwks) = impatient_world(2).await;
     let lab = rs("lab-bot@clients");
     let limit = Duration::from_secs(6);
 
@@ -3036,7 +3040,7 @@ async fn stalled_body_and_idle_keep_alive_time_out() {
 /// connection the proxy can have (slowloris).
 #[tokio::test]
 async fn stalled_request_head_times_out() {
-    let (w, _jwks) = impatient_world().await;
+    let (w, _jwks) = impatient_world(2).await;
     let limit = Duration::from_secs(6);
     let mut head = stalled_head(w.proxy.addr).await;
     let mut silent = TcpStream::connect(w.proxy.addr).await.unwrap();

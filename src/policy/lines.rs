@@ -155,8 +155,14 @@ impl<'a> Walker<'a> {
         Walker { parser }
     }
 
+    /// The next event; `None` at the end of the stream (the parser keeps
+    /// answering `StreamEnd` once there, so every loop must stop on it) and
+    /// on a syntax error.
     fn next(&mut self) -> Option<(Event, Marker)> {
-        self.parser.next_token().ok()
+        match self.parser.next_token() {
+            Ok((Event::StreamEnd, _)) | Err(_) => None,
+            Ok(event) => Some(event),
+        }
     }
 
     /// Line of the next event, without consuming it.
