@@ -149,6 +149,11 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
         grace_period_seconds: Some(config.shutdown.drain_timeout_seconds),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: config.shutdown.upgrade_sock.display().to_string(),
+        // With one worker thread there is nothing to steal: a plain
+        // single-threaded runtime saves the work-stealing scheduler's cost
+        // on every task (about a tenth of the CPU per request, see
+        // docs/BENCHMARKS.md). With several, stealing keeps them balanced.
+        work_stealing: config.threads > 1,
         ..ServerConf::default()
     };
     let opt = Opt {

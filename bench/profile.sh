@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Where zambda-guard's time goes per request: one zambda-guard (threads: 1)
+# in front of the fixed nginx backend, under the comparison's load
+# (`wrk -t1 -c64`, RS256 token repeated), sampled with `perf record -e
+# cpu-clock` (hardware counters are not available in this VM), then the
+# same load under `strace -c` to count system calls per request.
+#
+# Usage: bench/profile.sh [--zg PATH] [--seconds 5] [--route execute|execute-public]
+#                         [--callgrind]
+#   --zg PATH     the binary (default target/dist/zambda-guard, else
+#                 target/release/zambda-guard)
+#   --callgrind   also run 2 s of a light load (-c4) under valgrind's
+#                 callgrind and print the inclusive cost of zambda-guard's
+#                 own request phases (instructions, not time)
+# Prints: kernel / zambda-guard / libc shares, the top symbols, the
+# inclusive share of each proxy phase, and system calls per request.
+# Needs perf, strace (and valgrind for --callgrind); loopback only.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ZG=""
+SECONDS_=5
+ROUTE=execute
+CALLGRIND=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --zg) ZG="$(realpath "$2")"; shift 2 ;;
+    --seconds) SECONDS_="$2"; shift 2 ;;
+    --route) ROUTE="$2"; shift 2 ;;
+    --callgrind) CALLGRIND=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$ZG" ]; then
+  ZG="$ROOT/target/dist/zambda-guard"
+  [ -x "$ZG" ] || ZG="$ROOT/target/release/zambda-guard"
+fi
+SIGN="$ROOT/target/release/examples/sign_tokens"
+[ -x "$SIGN" ] || cargo build --quiet --release --example sign_tokens
+for tool in perf strace wrk nginx; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "missing $tool" >&2; exit 1; }
+done
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+WORK="$(mktemp -d /tmp/zg-profile.XXXXXX)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+port() { while :; do p=$(( 20000 + RANDOM % 40000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+P_BACKEND=$(port); P_ZG=$(port); P_ADMIN=$(port)
+while [ "$P_ZG" = "$P_BACKEND" ] || [ "$P_ADMIN" = "$P_ZG" ] || [ "$P_ADMIN" = "$P_BACKEND" ]; do
+  P_ZG=$(port); P_ADMIN=$(port)
+done
+
+mkdir -p "$WORK/backend" "$WORK/zg/policies"
+cat >"$WORK/backend/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/backend/nginx.pid;
+error_log $WORK/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/backend/body;
+  proxy_temp_path $WORK/backend/proxy;
+  fastcgi_temp_path $WORK/backend/fastcgi;
+  uwsgi_temp_path $WORK/backend/uwsgi;
+  scgi_temp_path $WORK/backend/scgi;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:$P_BACKEND;
+    location / { default_type application/json; return 200 '{"status":200,"output":{"echo":true}}'; }
+  }
+}
+EOF
+cat >"$WORK/zg/policies/bench.yaml" <<EOF
+zambdas:
+  - {id: 6f1c2f0e-0b7a-4b8e-9d59-3c2a1d0e5f01, name: bench-fn}
+  - {id: 7a2d3e1f-1c8b-4c9f-8e6a-4d3b2e1f6a02, name: bench-public, type: public}
+roles:
+  - name: bench-callers
+    access_policy: {rule: [{action: Zambda:InvokeFunction, resource: Zambda:Function:bench-fn, effect: Allow}]}
+actors:
+  - {subject: bench@clients, roles: [bench-callers]}
+EOF
+cat >"$WORK/zg/config.yaml" <<EOF
+listen: 127.0.0.1:$P_ZG
+admin_listen: 127.0.0.1:$P_ADMIN
+threads: 1
+upstream: {address: 127.0.0.1:$P_BACKEND}
+auth:
+  issuers:
+    - issuer: https://issuer.bench/
+      audiences: [https://api.bench]
+      algorithms: [RS256]
+      public_key_pem_file: $ROOT/tests/fixtures/keys/rsa1-public.pem
+policies: {dir: policies, watch: false}
+shutdown: {upgrade_sock: $WORK/zg/upgrade.sock}
+EOF
+TOKEN="$("$SIGN" --count 1 --ttl 7200)"
+if [ "$ROUTE" = execute ]; then ZPATH=/v1/zambda/bench-fn/execute; else ZPATH=/v1/zambda/bench-public/execute-public; fi
+cat >"$WORK/load.lua" <<EOF
+wrk.method = "POST"
+wrk.path = "$ZPATH"
+wrk.body = '{"input":{"patient":"p-1","items":[1,2,3]}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+done = function(summary) io.write(string.format("REQUESTS %d\n", summary.requests)) end
+EOF
+
+"$NGINX" -p "$WORK/backend" -c "$WORK/backend/nginx.conf" 2>/dev/null &
+PIDS+=($!)
+start_zg() {
+  "$@" "$ZG" run --config "$WORK/zg/config.yaml" >"$WORK/zg/out.log" 2>&1 &
+  ZG_PID=$!
+  PIDS+=($ZG_PID)
+  for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" 2>/dev/null && return; sleep 0.1; done
+  echo "zambda-guard not ready" >&2; cat "$WORK/zg/out.log" >&2; exit 1
+}
+start_zg
+URL="http://127.0.0.1:$P_ZG$ZPATH"
+wrk -t1 -c64 -d2s -s "$WORK/load.lua" "$URL" >/dev/null
+
+echo "== perf: $ZG, $ZPATH, wrk -t1 -c64, ${SECONDS_}s sampled"
+wrk -t1 -c64 -d"$((SECONDS_ + 2))s" -s "$WORK/load.lua" "$URL" >"$WORK/wrk-perf.txt" &
+WRK=$!
+sleep 1
+perf record -q -e cpu-clock -F 1999 -g -p "$ZG_PID" -o "$WORK/perf.data" -- sleep "$SECONDS_" 2>/dev/null
+wait "$WRK"
+report() { perf report -i "$WORK/perf.data" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' || true; }
+echo "-- share of samples by binary"
+report --no-children --sort dso | head -5 || true
+echo "-- top symbols (self)"
+report --no-children --sort symbol | head -25 | cut -c1-120 || true
+echo "-- inclusive share of request phases (call graphs from frame-pointer-less code are partial)"
+report --children --sort symbol |
+  grep -E 'zambda_guard::|sendto|recvfrom|epoll_wait|_mi_|malloc|tokio::runtime::scheduler' | head -25 | cut -c1-120 || true
+
+echo "== strace -c: system calls per request (3 s window)"
+requests() { curl -fsS "http://127.0.0.1:$P_ADMIN/metrics" | awk '/^zambda_guard_requests_total/ {s += $2} END {print s + 0}'; }
+wrk -t1 -c64 -d5s -s "$WORK/load.lua" "$URL" >"$WORK/wrk-strace.txt" &
+WRK=$!
+sleep 1
+R0=$(requests)
+timeout 3 strace -c -f -p "$ZG_PID" -o "$WORK/strace.txt" 2>/dev/null || true
+R1=$(requests)
+wait "$WRK"
+awk -v n="$((R1 - R0))" 'BEGIN {printf "%-16s %10s %12s\n", "syscall", "calls", "per request"}
+  $1 ~ /^[0-9.]+$/ && $NF != "total" {calls = ($5 ~ /^[0-9]+$/ && NF == 6) ? $4 : $4; printf "%-16s %10d %12.2f\n", $NF, calls, calls / n}' \
+  "$WORK/strace.txt"
+echo "($((R1 - R0)) requests in the window; strace slows the proxy, the counts per request are what matter)"
+
+if [ "$CALLGRIND" = 1 ]; then
+  command -v valgrind >/dev/null || { echo "missing valgrind" >&2; exit 1; }
+  kill "$ZG_PID"; wait "$ZG_PID" 2>/dev/null || true
+  echo "== callgrind: 2 s of wrk -t1 -c4 (instructions per function, inclusive)"
+  start_zg valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out"
+  wrk -t1 -c4 -d2s -s "$WORK/load.lua" "$URL" | grep REQUESTS
+  kill -INT "$ZG_PID"; wait "$ZG_PID" 2>/dev/null || true
+  callgrind_annotate --inclusive=yes "$WORK/callgrind.out" 2>/dev/null |
+    grep -E 'zambda_guard::|pingora_proxy::HttpProxy|sha2|jsonwebtoken|mi_malloc|PROGRAM TOTALS' | head -30 | cut -c1-150 || true
+fi
