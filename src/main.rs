@@ -184,15 +184,15 @@ fn init_logging(format: LogFormat) {
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // pingora (and h2 under it) print whole request headers and bodies at
-    // debug and trace level: Authorization included. Nothing from them
-    // below info is ever written, whatever RUST_LOG says.
     // The hint lets `log` records below the wanted level (pingora logs
     // through `log`) stop at the macro instead of being bridged into
     // tracing on every request and filtered there.
     let hint = filter
         .max_level_hint()
         .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
+    // pingora (and h2 under it) print whole request headers and bodies at
+    // debug and trace level: Authorization included. Nothing from them
+    // below info is ever written, whatever RUST_LOG says.
     let no_secrets = tracing_subscriber::filter::filter_fn(|meta| {
         let t = meta.target();
         let chatty = t.starts_with("pingora") || t.starts_with("h2") || t.starts_with("hyper");
