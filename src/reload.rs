@@ -85,13 +85,15 @@ impl Reloader {
                     tracing::warn!("{w}");
                 }
                 let rules = loaded.set.stats().rules();
-                self.state.install(loaded.set);
+                // Metrics first: whoever sees the new set's decisions also
+                // sees its reload counted.
                 metrics.policy_reloads.with_label_values(&["ok"]).inc();
                 metrics
                     .policy_rules
                     .set(i64::try_from(rules).unwrap_or(i64::MAX));
                 metrics.policy_last_reload_success.set(1);
                 metrics.policy_last_reload_timestamp.set(unix_now());
+                self.state.install(loaded.set);
                 tracing::info!(
                     generation = self.state.generation(),
                     trigger = why,

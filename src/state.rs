@@ -83,12 +83,13 @@ impl State {
         let loaded = policy::load_dir(&self.config.policies.dir)?;
         supported(&loaded.set, &self.config)?;
         let rules = loaded.set.stats().rules();
-        self.install(loaded.set);
+        // Metrics first: whoever sees the set serving also sees it counted.
         let m = &self.metrics;
         m.policy_rules.set(i64::try_from(rules).unwrap_or(i64::MAX));
         m.policy_last_reload_success.set(1);
         m.policy_last_reload_timestamp
             .set(crate::reload::unix_now());
+        self.install(loaded.set);
         Ok(loaded.warnings)
     }
 
