@@ -113,13 +113,16 @@ SIGN="$ROOT/target/release/examples/sign_tokens"
 [ -x "$SIGN" ] || { echo "missing $SIGN (run without --no-build)" >&2; exit 1; }
 
 # --- ports (loopback, free at the time of asking) ------------------------------
+# Below the ephemeral range, so that no outgoing connection (of this run or
+# of anything else on the machine) can hold the port when a server binds it.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 used=" "
 free_port() {
   local p
   while :; do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 10000 + RANDOM % (EPHEMERAL_LOW - 10000) ))
     case "$used" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       used="$used$p "
       echo "$p"
       return
@@ -353,7 +356,13 @@ wait_ready() { # url
 wait_ready "http://127.0.0.1:$P_ZG_ADMIN/readyz"
 wait_ready "http://127.0.0.1:$P_ZG2_ADMIN/readyz"
 for p in "$P_BACKEND" "$P_NGINX" "$P_HAPROXY" "$P_BARE"; do
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
+  up=0
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { up=1; break; }; sleep 0.1; done
+  if [ "$up" = 0 ]; then
+    echo "nothing listens on 127.0.0.1:$p (logs in $WORK)" >&2
+    KEEP=1
+    exit 1
+  fi
 done
 
 # CPU time (user + system, clock ticks) of a process and its children's

@@ -51,7 +51,15 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-port() { while :; do p=$(( 20000 + RANDOM % 40000 )); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done; }
+# ports below the ephemeral range, not in use by any socket
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+port() {
+  while :; do
+    p=$(( 10000 + RANDOM % (EPHEMERAL_LOW - 10000) ))
+    [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
+      { echo "$p"; return; }
+  done
+}
 P_BACKEND=$(port); P_ZG=$(port); P_ADMIN=$(port)
 while [ "$P_ZG" = "$P_BACKEND" ] || [ "$P_ADMIN" = "$P_ZG" ] || [ "$P_ADMIN" = "$P_BACKEND" ]; do
   P_ZG=$(port); P_ADMIN=$(port)
