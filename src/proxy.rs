@@ -300,15 +300,21 @@ impl Guard {
                 token_roles: &identity.roles,
             };
             let verdict = set.decide(&principal, zambda);
-            ctx.reason = match verdict.deciding {
-                Some(rule) => Cow::Owned(rule.to_string()),
-                None => Cow::Borrowed("no rule allows"),
-            };
-            if verdict.allowed {
-                decision = Decision::Allow;
+            decision = if verdict.allowed {
+                Decision::Allow
             } else if config.enforcement == Enforcement::DryRun {
-                decision = Decision::WouldDeny;
+                Decision::WouldDeny
             } else {
+                Decision::Deny
+            };
+            // The deciding rule is formatted only for a line that is written.
+            if self.logs(decision) {
+                ctx.reason = match verdict.deciding {
+                    Some(rule) => Cow::Owned(rule.to_string()),
+                    None => Cow::Borrowed("no rule allows"),
+                };
+            }
+            if decision == Decision::Deny {
                 return Verdict::Refuse(Refusal::new(
                     403,
                     Decision::Deny,
@@ -518,13 +524,17 @@ impl Guard {
         session.write_response_header(Box::new(h), true).await
     }
 
-    fn log_decision(&self, ctx: &Ctx, status: u16) {
-        let wanted = match self.state.config.log.decisions {
+    /// True when a request with this outcome gets a decision log line.
+    fn logs(&self, decision: Decision) -> bool {
+        match self.state.config.log.decisions {
             LogDecisions::All => true,
-            LogDecisions::Denied => ctx.decision.is_denial(),
+            LogDecisions::Denied => decision.is_denial(),
             LogDecisions::None => false,
-        };
-        if !wanted {
+        }
+    }
+
+    fn log_decision(&self, ctx: &Ctx, status: u16) {
+        if !self.logs(ctx.decision) {
             return;
         }
         tracing::info!(
@@ -685,14 +695,20 @@ impl ProxyHttp for Guard {
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(500), "bad upstream path"))?;
         up.set_uri(uri);
 
-        let spoofed: Vec<http::HeaderName> = up
+        if up
             .headers
             .keys()
-            .filter(|name| is_reserved_header(name.as_str()))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            up.remove_header(&name);
+            .any(|name| is_reserved_header(name.as_str()))
+        {
+            let spoofed: Vec<http::HeaderName> = up
+                .headers
+                .keys()
+                .filter(|name| is_reserved_header(name.as_str()))
+                .cloned()
+                .collect();
+            for name in spoofed {
+                up.remove_header(&name);
+            }
         }
         if !forward.keep_authorization {
             up.remove_header(&http::header::AUTHORIZATION);
@@ -910,33 +926,64 @@ fn request_id(req: &RequestHeader) -> String {
 /// or `.` in place of `-`, anything else under `x-zambda-`, and `_`/`.`
 /// spellings of the project-id headers (which some backends read as the
 /// real ones, though the proxy never checked them). Header names arrive
-/// lower-cased.
+/// lower-cased. Runs for every forwarded header, so it compares in place.
 fn is_reserved_header(name: &str) -> bool {
-    let normalized: String = name
-        .chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
-    normalized.starts_with("x-zambda-")
-        || normalized == REQUEST_ID
-        || (normalized != name && PROJECT_ID_HEADERS.contains(&normalized.as_str()))
+    let name = name.as_bytes();
+    // Every reserved spelling starts with `x` and a separator.
+    if name.len() < 3 || !name[0].eq_ignore_ascii_case(&b'x') || normalized(name[1]) != b'-' {
+        return false;
+    }
+    const PREFIX: &str = "x-zambda-";
+    (name.len() >= PREFIX.len() && spelled_as(&name[..PREFIX.len()], PREFIX))
+        || spelled_as(name, REQUEST_ID)
+        || PROJECT_ID_HEADERS
+            .iter()
+            .any(|real| spelled_as(name, real) && name != real.as_bytes())
+}
+
+/// A header-name byte with case and the `_`/`.` separators folded.
+fn normalized(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// True when `name` is `want` (lower case, `-` separators) up to case and
+/// separator spelling.
+fn spelled_as(name: &[u8], want: &str) -> bool {
+    name.len() == want.len()
+        && name
+            .iter()
+            .zip(want.bytes())
+            .all(|(&b, w)| normalized(b) == w)
 }
 
 /// `X-Forwarded-For` with the client address appended to what was received.
 fn forwarded_for(up: &RequestHeader, client: Option<IpAddr>) -> Option<String> {
-    let previous: Vec<&str> = up
+    use std::fmt::Write as _;
+    let mut all = String::new();
+    let previous = up
         .headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    let client = client.map(|ip| ip.to_string());
-    let all: Vec<&str> = previous.into_iter().chain(client.as_deref()).collect();
-    (!all.is_empty()).then(|| all.join(", "))
+        .filter(|v| !v.is_empty());
+    for hop in previous {
+        if !all.is_empty() {
+            all.push_str(", ");
+        }
+        all.push_str(hop);
+    }
+    if let Some(ip) = client {
+        if !all.is_empty() {
+            all.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(all, "{ip}");
+    }
+    (!all.is_empty()).then_some(all)
 }
 
 fn content_length(req: &RequestHeader) -> Option<u64> {
@@ -973,6 +1020,8 @@ mod tests {
             "x-oystehr-request-id",
             "x_oystehr_project_id",
             "x.zapehr.project.id",
+            "X-Zambda-Id",
+            "x-zambda-",
         ] {
             assert!(is_reserved_header(name), "{name}");
         }
@@ -983,6 +1032,12 @@ mod tests {
             "zambda-id",
             "x-oystehr-project-id",
             "x-zapehr-project-id",
+            "x",
+            "x-",
+            "x-zambda",
+            "x-oystehr-request-idx",
+            "x-oystehr-project",
+            "y-zambda-id",
         ] {
             assert!(!is_reserved_header(name), "{name}");
         }

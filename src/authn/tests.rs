@@ -249,6 +249,26 @@ fn url_issuer(server: &JwksServer) -> Issuer {
 /// Header values, expected result.
 type BearerCase<'a> = (&'a [&'a [u8]], Result<Option<&'a str>, Rejection>);
 
+/// Every byte value inside a token: accepted exactly when RFC 7235's
+/// token68 allows it there.
+#[test]
+fn bearer_token_bytes() {
+    for b in 0..=255u8 {
+        let token = [b'a', b, b'a'];
+        let mut header = b"Bearer ".to_vec();
+        header.extend_from_slice(&token);
+        let allowed = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        let got = bearer(&[&header]);
+        if allowed {
+            let expected = std::str::from_utf8(&token).unwrap();
+            assert_eq!(got, Ok(Some(expected)), "byte {b:#04x}");
+        } else {
+            let malformed = Rejection::Invalid("malformed authorization header");
+            assert_eq!(got, Err(malformed), "byte {b:#04x}");
+        }
+    }
+}
+
 #[test]
 fn bearer_extraction() {
     let invalid = |why| Err(Rejection::Invalid(why));
