@@ -23,6 +23,20 @@ pub(super) struct File {
     pub actors: Option<Vec<Actor>>,
 }
 
+impl File {
+    /// Appends the entries of `other`, a later part of the same file.
+    pub fn append(&mut self, other: File) {
+        fn extend<T>(to: &mut Option<Vec<T>>, from: Option<Vec<T>>) {
+            if let Some(mut from) = from {
+                to.get_or_insert_with(Vec::new).append(&mut from);
+            }
+        }
+        extend(&mut self.zambdas, other.zambdas);
+        extend(&mut self.roles, other.roles);
+        extend(&mut self.actors, other.actors);
+    }
+}
+
 /// A catalog entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +127,8 @@ impl<'de> Deserialize<'de> for Rules {
                 while let Some(rule) = seq.next_element()? {
                     rules.push(rule);
                 }
+                // Most lists are short: a grown buffer would be mostly empty.
+                rules.shrink_to_fit();
                 Ok(Rules(rules))
             }
         }
@@ -145,6 +161,7 @@ impl<'de> Deserialize<'de> for Strings {
                 while let Some(value) = seq.next_element()? {
                     values.push(value);
                 }
+                values.shrink_to_fit();
                 Ok(Strings(values))
             }
         }

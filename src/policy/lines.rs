@@ -86,6 +86,37 @@ impl Lines {
         lines
     }
 
+    /// Moves every line `offset` lines down: the index of a part of a file
+    /// that starts `offset` lines into it.
+    pub(super) fn shift(&mut self, offset: usize) {
+        for entry in self
+            .zambdas
+            .iter_mut()
+            .chain(&mut self.roles)
+            .chain(&mut self.actors)
+        {
+            entry.first += offset;
+            entry.last += offset;
+            for line in entry.rules.iter_mut().chain(&mut entry.roles) {
+                *line += offset;
+            }
+            for line in [&mut entry.rules_flow, &mut entry.roles_flow]
+                .into_iter()
+                .flatten()
+            {
+                *line += offset;
+            }
+        }
+    }
+
+    /// Appends the entries of `other`, the index of a later part of the
+    /// same file.
+    pub(super) fn append(&mut self, mut other: Lines) {
+        self.zambdas.append(&mut other.zambdas);
+        self.roles.append(&mut other.roles);
+        self.actors.append(&mut other.actors);
+    }
+
     fn section(&self, section: Section) -> &[Entry] {
         match section {
             Section::Zambdas => &self.zambdas,

@@ -21,6 +21,7 @@ use super::model::{
     Actor, Effect, Holdings, Origin, Policy, Role, Rule, Set, Slots, Subject, Table, Target,
     Targets, Zambda, ZambdaKind,
 };
+use super::split::{self, Piece};
 
 /// A valid policy set, what was read to build it, and what deserves a look.
 #[derive(Debug)]
@@ -326,7 +327,7 @@ fn is_json(path: &Path) -> bool {
 }
 
 /// Deserializes one file; an empty or `null` document is an empty file.
-fn deserialize(path: &Path, text: &str) -> Result<file::File, LoadError> {
+pub(super) fn deserialize(path: &Path, text: &str) -> Result<file::File, LoadError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Ok(file::File::default());
@@ -373,75 +374,121 @@ fn strip(error: impl fmt::Display, suffix: &str) -> String {
 /// Files above this total size are parsed on several threads.
 const PARALLEL_BYTES: usize = 1 << 20;
 
-/// Parses and indexes every file, on as many threads as there are CPUs
-/// when the files are large; results come back in input order.
-fn parse_all(texts: &[(PathBuf, String)]) -> Vec<Result<Parsed, LoadError>> {
-    /// Job `2 * i` deserializes file `i`, job `2 * i + 1` indexes its lines.
-    enum Done {
-        Content(usize, Result<file::File, LoadError>),
-        Lines(usize, Lines),
+/// YAML files are parsed in pieces of about this size (see `split`).
+pub(super) const PIECE_BYTES: usize = 256 << 10;
+
+/// A unit of parsing work.
+enum Job<'a> {
+    /// Deserialize file `i` whole.
+    Content(usize),
+    /// Index the lines of file `i` whole.
+    Lines(usize),
+    /// Deserialize and index piece `k` of file `i`.
+    Piece(usize, usize, Piece<'a>),
+}
+
+/// What a [`Job`] produced.
+enum Done {
+    Content(Result<file::File, LoadError>),
+    Lines(Lines),
+    /// `None` when the piece does not parse by itself.
+    Piece(ParsedPiece),
+}
+
+impl Job<'_> {
+    /// Roughly how long the job takes, to start the longest first.
+    fn cost(&self, texts: &[(PathBuf, String)]) -> usize {
+        let len = |i: usize| texts.get(i).map_or(0, |(_, text)| text.len());
+        match self {
+            Job::Content(i) => len(*i),
+            // Indexing is about ten times faster than deserializing.
+            Job::Lines(i) => len(*i) / 10,
+            Job::Piece(_, _, piece) => piece.entries.len(),
+        }
     }
-    let run = |job: usize| -> Option<Done> {
-        let (path, text) = texts.get(job / 2)?;
-        Some(if job.is_multiple_of(2) {
-            Done::Content(job / 2, deserialize(path, text))
-        } else {
-            Done::Lines(job / 2, Lines::index(text, is_json(path)))
+
+    fn run(&self, texts: &[(PathBuf, String)]) -> Option<Done> {
+        Some(match self {
+            Job::Content(i) => {
+                let (path, text) = texts.get(*i)?;
+                Done::Content(deserialize(path, text))
+            }
+            Job::Lines(i) => {
+                let (path, text) = texts.get(*i)?;
+                Done::Lines(Lines::index(text, is_json(path)))
+            }
+            Job::Piece(i, _, piece) => {
+                let (path, _) = texts.get(*i)?;
+                Done::Piece(parse_piece(path, piece))
+            }
         })
-    };
-    let jobs = texts.len() * 2;
+    }
+}
+
+/// Parses and indexes every file, on as many threads as there are CPUs
+/// when the files are large, longest work first; results come back in
+/// input order. A large YAML file is parsed in pieces of whole entries (see
+/// `split`), and whole when a piece does not parse by itself, so that its
+/// errors are those of the whole file.
+fn parse_all(texts: &[(PathBuf, String)]) -> Vec<Result<Parsed, LoadError>> {
     let bytes: usize = texts.iter().map(|(_, text)| text.len()).sum();
     let threads = if bytes < PARALLEL_BYTES {
         1
     } else {
-        thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(jobs)
+        thread::available_parallelism().map_or(1, |n| n.get())
     };
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let job = next.fetch_add(1, Ordering::Relaxed);
-            if job >= jobs {
-                return done;
+    let mut jobs = Vec::new();
+    let mut counts = vec![0; texts.len()];
+    for ((i, (path, text)), count) in texts.iter().enumerate().zip(&mut counts) {
+        let pieces = (threads > 1 && !is_json(path) && text.len() >= 2 * PIECE_BYTES)
+            .then(|| split::split(text, PIECE_BYTES))
+            .flatten()
+            .filter(|pieces| pieces.len() > 1);
+        match pieces {
+            Some(pieces) => {
+                *count = pieces.len();
+                jobs.extend(
+                    pieces
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, piece)| Job::Piece(i, k, piece)),
+                );
             }
-            done.extend(run(job));
-        }
-    };
-    let done: Vec<Done> = thread::scope(|scope| {
-        // This thread works too; a helper that cannot be started is not
-        // needed, and one that panicked leaves its files without a result,
-        // which is reported below as an error for each of them.
-        let helpers: Vec<_> = (1..threads)
-            .filter_map(|_| thread::Builder::new().spawn_scoped(scope, work).ok())
-            .collect();
-        let mut done = work();
-        for helper in helpers {
-            done.extend(helper.join().unwrap_or_default());
-        }
-        done
-    });
-    let mut contents: Vec<Option<Result<file::File, LoadError>>> =
-        texts.iter().map(|_| None).collect();
-    let mut indexes: Vec<Option<Lines>> = texts.iter().map(|_| None).collect();
-    for done in done {
-        match done {
-            Done::Content(i, content) => {
-                if let Some(slot) = contents.get_mut(i) {
-                    *slot = Some(content);
-                }
-            }
-            Done::Lines(i, lines) => {
-                if let Some(slot) = indexes.get_mut(i) {
-                    *slot = Some(lines);
-                }
-            }
+            None => jobs.extend([Job::Content(i), Job::Lines(i)]),
         }
     }
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.cost(texts)));
+
+    let mut results = Results::new(texts.len());
+    results.gather(&jobs, run_jobs(&jobs, threads, texts));
+    drop(jobs);
+    let mut again = Vec::new();
+    let pieces = std::mem::take(&mut results.pieces);
+    for (i, (file, count)) in pieces.into_iter().zip(counts).enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let mut file = file;
+        file.sort_unstable_by_key(|(k, _)| *k);
+        let parsed: Option<Vec<(file::File, Lines)>> = (file.len() == count)
+            .then(|| file.into_iter().map(|(_, parsed)| parsed).collect())
+            .flatten();
+        match parsed {
+            Some(parsed) => {
+                let (content, lines) = merge(parsed);
+                results.content(i, Ok(content));
+                results.lines(i, lines);
+            }
+            None => again.extend([Job::Content(i), Job::Lines(i)]),
+        }
+    }
+    if !again.is_empty() {
+        results.gather(&again, run_jobs(&again, threads, texts));
+    }
+
     texts
         .iter()
-        .zip(contents.into_iter().zip(indexes))
+        .zip(results.contents.into_iter().zip(results.indexes))
         .map(|((path, _), (content, lines))| {
             let content = content.unwrap_or_else(|| {
                 Err(LoadError {
@@ -458,6 +505,110 @@ fn parse_all(texts: &[(PathBuf, String)]) -> Vec<Result<Parsed, LoadError>> {
             })
         })
         .collect()
+}
+
+/// A piece of a file, parsed (see [`Done::Piece`]).
+type ParsedPiece = Option<(file::File, Lines)>;
+
+/// What the jobs of [`parse_all`] produced, per file.
+struct Results {
+    contents: Vec<Option<Result<file::File, LoadError>>>,
+    indexes: Vec<Option<Lines>>,
+    /// (piece number, piece) of files parsed in pieces, in no order.
+    pieces: Vec<Vec<(usize, ParsedPiece)>>,
+}
+
+impl Results {
+    fn new(files: usize) -> Results {
+        Results {
+            contents: (0..files).map(|_| None).collect(),
+            indexes: (0..files).map(|_| None).collect(),
+            pieces: (0..files).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    fn content(&mut self, i: usize, content: Result<file::File, LoadError>) {
+        if let Some(slot) = self.contents.get_mut(i) {
+            *slot = Some(content);
+        }
+    }
+
+    fn lines(&mut self, i: usize, lines: Lines) {
+        if let Some(slot) = self.indexes.get_mut(i) {
+            *slot = Some(lines);
+        }
+    }
+
+    /// Files the results of `jobs`.
+    fn gather(&mut self, jobs: &[Job<'_>], done: Vec<Option<Done>>) {
+        for (job, done) in jobs.iter().zip(done) {
+            match (job, done) {
+                (Job::Content(i), Some(Done::Content(content))) => self.content(*i, content),
+                (Job::Lines(i), Some(Done::Lines(lines))) => self.lines(*i, lines),
+                (Job::Piece(i, k, _), Some(Done::Piece(parsed))) => {
+                    if let Some(file) = self.pieces.get_mut(*i) {
+                        file.push((*k, parsed));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `jobs` on up to `threads` threads, this one included; results come
+/// back in job order. A helper that cannot be started is not needed, and
+/// one that panicked leaves its jobs without a result (`None`).
+fn run_jobs(jobs: &[Job<'_>], threads: usize, texts: &[(PathBuf, String)]) -> Vec<Option<Done>> {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else {
+                return done;
+            };
+            done.push((i, job.run(texts)));
+        }
+    };
+    let finished: Vec<(usize, Option<Done>)> = thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.min(jobs.len()))
+            .filter_map(|_| thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        let mut done = work();
+        for helper in helpers {
+            done.extend(helper.join().unwrap_or_default());
+        }
+        done
+    });
+    let mut done: Vec<Option<Done>> = jobs.iter().map(|_| None).collect();
+    for (i, result) in finished {
+        if let Some(slot) = done.get_mut(i) {
+            *slot = result;
+        }
+    }
+    done
+}
+
+/// Deserializes and indexes one piece of the YAML file `path`; `None` when
+/// the piece does not parse by itself.
+pub(super) fn parse_piece(path: &Path, piece: &Piece<'_>) -> ParsedPiece {
+    let document = piece.document();
+    let content = deserialize(path, &document).ok()?;
+    let mut lines = Lines::index(&document, false);
+    lines.shift(piece.offset());
+    Some((content, lines))
+}
+
+/// One file and its line index from its pieces, in file order.
+pub(super) fn merge(pieces: Vec<(file::File, Lines)>) -> (file::File, Lines) {
+    let mut content = file::File::default();
+    let mut lines = Lines::default();
+    for (piece, piece_lines) in pieces {
+        content.append(piece);
+        lines.append(piece_lines);
+    }
+    (content, lines)
 }
 
 // ---------------------------------------------------------------------------

@@ -66,6 +66,7 @@ mod file;
 mod lines;
 mod load;
 mod model;
+mod split;
 
 #[cfg(test)]
 mod tests;

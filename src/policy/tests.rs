@@ -1051,6 +1051,158 @@ fn the_fast_line_reader_agrees_with_the_parser() {
 // ---------------------------------------------------------------------------
 // Directory walks
 
+/// Files a loader splits into pieces, beside `BLOCK_SHAPES`.
+const PIECE_SHAPES: &[&str] = &[
+    "\u{feff}# header\nzambdas:\n- id: a\n  name: b\n# between sections\n- id: c\n  name: d\nroles:   # the roles\n  - name: r\n    description: |\n      - not: an item\n\n      still text\n    access_policy: {rule: [{action: \"*\", resource: \"*\", effect: Allow}]}\n  -\n    name: s\n    access_policy:\n      rule:\n        action: Zambda:InvokeFunction\n        resource: Zambda:Function:b\n        effect: Deny\n  - {name: t, access_policy: {rule: []}}\n",
+    "actors:\r\n  - subject: a\r\n    roles: [r, s]\r\n  # a comment\r\n  - subject: b\r\n    issuer: i\r\n    roles:\r\n      - r\r\n      - s\r\n    access_policy:\r\n      rule:\r\n        - action: [Zambda:InvokeFunction]\r\n          resource: [Zambda:Function:b]\r\n          effect: Allow\r\n          condition: null\r\n",
+    "roles:\n  - name: a\n    access_policy:\n      rule: &rules\n        - {action: \"*\", resource: \"*\", effect: Allow}\n  - name: b\n    access_policy:\n      rule: *rules\n",
+    "roles:\n  - name: \"a\n  - b\"\n    access_policy: {rule: []}\n  - name: c\n    access_policy: {rule: []}\n",
+    "roles:\n  - name: a\n    access_policy: {rule: []}\n  - name: a\n    access_policy: {rule: []}\nactors:\n  - subject: s\n    roles: [a, b]\n",
+];
+
+/// Parses `text` in pieces of about `size` bytes, as a large file is
+/// loaded: `None` when it is not split or a piece does not parse alone.
+fn in_pieces(text: &str, size: usize) -> Option<(file::File, lines::Lines)> {
+    let pieces = split::split(text, size).filter(|pieces| pieces.len() > 1)?;
+    let path = Path::new("p.yaml");
+    let parsed: Option<Vec<_>> = pieces
+        .iter()
+        .map(|piece| load::parse_piece(path, piece))
+        .collect();
+    Some(load::merge(parsed?))
+}
+
+/// Asserts that `text` parsed in pieces (where it is) is `text` parsed
+/// whole, and returns whether it was.
+fn same_in_pieces(text: &str, size: usize) -> bool {
+    let Some((content, lines)) = in_pieces(text, size) else {
+        return false;
+    };
+    let whole = load::deserialize(Path::new("p.yaml"), text)
+        .unwrap_or_else(|e| panic!("parsed in pieces, not whole ({e}):\n{text}"));
+    assert_eq!(format!("{content:?}"), format!("{whole:?}"), "{text}");
+    // Each piece may be indexed by the fast reader or the parser: the
+    // lines they answer agree.
+    let whole_lines = lines::Lines::index(text, false);
+    same(&lines, &whole_lines, text);
+    same(&whole_lines, &lines, text);
+    true
+}
+
+#[test]
+fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
+    for (text, pieced) in PIECE_SHAPES.iter().zip([true, true, false, false, true]) {
+        assert_eq!(same_in_pieces(text, 1), pieced, "{text}");
+    }
+    for text in [
+        "---\nroles:\n  - name: a\n",
+        "roles: []\nactors:\n  - subject: a\n",
+        "roles:\nactors:\n  - subject: a\n  - subject: b\n",
+        "roles:\n  - name: a\nother: 1\n",
+        "roles:\n  - name: a\nroles:\n  - name: b\n",
+        "roles:\n  - name: a\n - name: b\n",
+    ] {
+        assert!(split::split(text, 1).is_none(), "split:\n{text}");
+    }
+    let mut texts: Vec<String> = vec![CATALOG.to_owned(), FIXTURE.to_owned(), real_role()];
+    texts.extend(
+        BLOCK_SHAPES
+            .iter()
+            .chain(PIECE_SHAPES)
+            .map(|text| text.to_string()),
+    );
+    for case in cases() {
+        texts.extend(case.files.into_iter().map(|(_, text)| text));
+    }
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
+    for name in ["catalog.yaml", "roles.yaml", "actors.yaml"] {
+        texts.push(std::fs::read_to_string(dir.join(name)).expect("shipped file"));
+    }
+    texts.retain(|text| same_in_pieces(text, 1));
+    assert!(texts.len() >= 20, "{}", texts.len());
+
+    // Mangled variants: wherever every piece parses, the whole parses to
+    // the same file and the same lines.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut random = |below: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below.max(1) as u64) as usize
+    };
+    let mut agreed = 0;
+    for round in 0..4000 {
+        let base = &texts[round % texts.len()];
+        let mut rows: Vec<String> = base.split('\n').map(str::to_owned).collect();
+        for _ in 0..1 + random(3) {
+            let at = random(rows.len());
+            let row = rows[at].clone();
+            match random(6) {
+                0 => drop(rows.remove(at)),
+                1 => rows.insert(at, row),
+                2 => rows[at] = format!("  {row}"),
+                3 => rows[at] = row.trim_start().to_owned(),
+                4 => rows[at] = row.replacen("  ", "", 1),
+                _ => rows.insert(
+                    at,
+                    format!("{}- x", &row[..row.len() - row.trim_start().len()]),
+                ),
+            }
+            if rows.is_empty() {
+                break;
+            }
+        }
+        agreed += usize::from(same_in_pieces(&rows.join("\n"), 1 + random(100)));
+    }
+    assert!(agreed > 300, "{agreed}");
+}
+
+#[test]
+fn a_large_file_loads_in_pieces_with_the_errors_of_the_whole() {
+    let mut text = "zambdas:\n  - id: alpha\n    name: alpha-fn\nroles:\n".to_owned();
+    let mut roles = 0;
+    while text.len() < 4 * load::PIECE_BYTES {
+        text.push_str(&format!(
+            "  - name: role-{roles}\n    access_policy:\n      rule:\n        - action: [Zambda:InvokeFunction]\n          resource: [Zambda:Function:alpha]\n          effect: Allow\n"
+        ));
+        roles += 1;
+    }
+    let path = Path::new("big.yaml");
+    let line_of = |text: &str, needle: &str| {
+        text.lines()
+            .position(|line| line.ends_with(needle))
+            .map(|i| i + 1)
+    };
+    let loaded = load_texts(&[(path, &text)]).expect("valid");
+    assert_eq!(loaded.set.stats().roles, roles);
+    let last = format!("role-{}", roles - 1);
+    let role = loaded.set.role(&last).expect("defined");
+    assert_eq!(role.line, line_of(&text, &format!(" {last}")));
+
+    // An error deep in the file reads as when the file is parsed whole.
+    let bad = text.replacen(
+        "  - name: role-5000\n",
+        "  - name: role-5000\n    colour: red\n",
+        1,
+    );
+    let errors = load_texts(&[(path, &bad)]).expect_err("invalid");
+    let whole = load::deserialize(path, &bad).expect_err("invalid");
+    assert_eq!(errors.0, vec![whole]);
+    assert_eq!(errors.0[0].line, line_of(&bad, "colour: red"));
+
+    // An alias to an anchor in another piece loads, parsed whole.
+    let aliased = text
+        .replacen("      rule:\n", "      rule: &first\n", 1)
+        .replacen(
+            &format!("  - name: {last}\n    access_policy:\n      rule:\n        - action: [Zambda:InvokeFunction]\n          resource: [Zambda:Function:alpha]\n          effect: Allow\n"),
+            &format!("  - name: {last}\n    access_policy:\n      rule: *first\n"),
+            1,
+        );
+    assert_ne!(aliased, text);
+    let loaded = load_texts(&[(path, &aliased)]).expect("valid");
+    assert_eq!(loaded.set.stats().rules(), roles);
+}
+
 fn write(path: &Path, text: &str) {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("create dir");
