@@ -24,6 +24,8 @@ NAMESPACE = "apps"
 PROXY_CONTAINER = "zambda-guard"
 POLICIES_DIR = "/etc/zambda-guard/policies"
 CONFIG_DIR = "/etc/zambda-guard/config"
+TLS_DIR = "/etc/zambda-guard/tls"
+UPSTREAM_CA_DIR = "/etc/zambda-guard/upstream-ca"
 CHECKSUM_ANNOTATION = "checksum/zambda-guard-config"
 
 
@@ -74,6 +76,21 @@ class Rendered:
 
     def checksum(self) -> str:
         return self.deployment()["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION]
+
+    def text(self) -> str:
+        """Every template's output in one text, as `helm template` prints it
+        (empty outputs included), NOTES.txt too: for byte-for-byte comparisons."""
+        return render_text(self.raw)
+
+
+def render_text(raw: dict[str, str]) -> str:
+    return "".join(f"# Source: {source}\n{text}\n" for source, text in sorted(raw.items()))
+
+
+def mounted_volumes(pod_spec: dict[str, Any], container: dict[str, Any]) -> dict[str, tuple[dict, dict]]:
+    """mountPath -> (volumeMount, volume) for one container of a pod."""
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    return {m["mountPath"]: (m, volumes[m["name"]]) for m in container.get("volumeMounts", [])}
 
 
 def container_named(pod_spec: dict[str, Any], name: str) -> dict[str, Any]:
@@ -180,4 +197,23 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
         "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
     },
     "embedded": {"mode": "embedded", "prometheusRule": {"enabled": True}},
+    # HTTPS in and out, as at the edge: the serving certificate from a Secret,
+    # the backend verified against a CA bundle from a ConfigMap.
+    "edge-tls": {
+        "mode": "standalone",
+        "tls": {"enabled": True, "secretName": "zambda-guard-tls"},
+        "config": {
+            "listen": "0.0.0.0:8443",
+            "upstream": {"address": "10.20.30.40:8443", "tls": True, "sni": "labs.internal.example.com"},
+        },
+        "upstreamCA": {"configMapName": "internal-ca-bundle", "key": "bundle.pem"},
+        "serviceMonitor": {"enabled": True},
+    },
+    # The sidecar behind HTTPS, and TLS to a function that serves it on
+    # loopback, verified against a CA from a Secret.
+    "sidecar-tls": {
+        "tls": {"enabled": True, "secretName": "zambda-guard-tls"},
+        "config": {"upstream": {"tls": True}},
+        "upstreamCA": {"secretName": "function-ca"},
+    },
 }

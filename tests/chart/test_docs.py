@@ -55,6 +55,9 @@ def test_readme_covers_what_users_need():
         "hmacSecrets", "terminationGracePeriodSeconds", "Dockerfile",
         "ZambdaGuardPolicyReloadFailing", "ZambdaGuardJwksStale", "ZambdaGuardDenyRateHigh",
         "ZambdaGuard5xxRateHigh", "grafana_dashboard", "tests/chart/run.sh",
+        "## TLS", "secretName: labs-zambda-guard-tls", "cert-manager", "appProtocol: https",
+        "backend-protocol: HTTPS", "upstreamCA:", "config.upstream.ca_file",
+        "a rotated CA reaches the pods", "ZG_UPDATE_GOLDEN",
     ):
         assert needle in README, needle
 

@@ -1,6 +1,7 @@
 """The named templates other charts include: the README's example of adding
 zambda-guard to another chart's pods (fixtures/labs-function) renders, is
-valid Kubernetes, and gives that pod what the chart's own sidecar mode gives."""
+valid Kubernetes, and gives that pod what the chart's own sidecar mode gives,
+the TLS mounts included."""
 
 from __future__ import annotations
 
@@ -12,7 +13,19 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from chartlib import CHART_DIR, CHECKSUM_ANNOTATION, HERE, POLICIES_DIR, container_named, parse_manifests, port_number
+from chartlib import (
+    CHART_DIR,
+    CHECKSUM_ANNOTATION,
+    HERE,
+    POLICIES_DIR,
+    TLS_DIR,
+    UPSTREAM_CA_DIR,
+    container_named,
+    mounted_volumes,
+    parse_manifests,
+    port_number,
+    render_text,
+)
 
 FIXTURE = HERE / "fixtures" / "labs-function"
 
@@ -88,3 +101,32 @@ def test_readme_example_matches_the_fixture():
     ):
         assert line in template, line
         assert line in readme, line
+
+
+def test_parent_renders_byte_for_byte_as_before(rendered):
+    """Without the TLS values the named templates give what they gave before
+    those values existed (see test_tls.py for regenerating the file)."""
+    expected = (HERE / "fixtures" / "golden" / "parent.txt").read_text()
+    assert render_text(rendered.raw) == expected
+
+
+def test_parent_pod_gets_the_tls_mounts(parent_chart):
+    rendered = parse_manifests(parent_chart.render({"zambda-guard": {
+        "tls": {"enabled": True, "secretName": "labs-tls"},
+        "config": {"upstream": {"tls": True}},
+        "upstreamCA": {"configMapName": "labs-ca-bundle", "key": "bundle.pem"},
+    }}, name="shop", namespace="apps", is_install=True))
+    pod = rendered.one("Deployment", "shop-labs")["spec"]["template"]["spec"]
+    mounts = mounted_volumes(pod, container_named(pod, "zambda-guard"))
+    tls_mount, tls_volume = mounts[TLS_DIR]
+    assert tls_volume["secret"] == {"secretName": "labs-tls"}
+    ca_mount, ca_volume = mounts[UPSTREAM_CA_DIR]
+    assert ca_volume["configMap"] == {"name": "labs-ca-bundle", "items": [{"key": "bundle.pem", "path": "ca.crt"}]}
+    for mount in (tls_mount, ca_mount):
+        assert mount["readOnly"] is True and "subPath" not in mount
+    assert "volumeMounts" not in container_named(pod, "labs")
+    config = yaml.safe_load(rendered.one("ConfigMap", "shop-zambda-guard-config")["data"]["config.yaml"])
+    assert config["tls"] == {"cert_file": f"{TLS_DIR}/tls.crt", "key_file": f"{TLS_DIR}/tls.key"}
+    assert config["upstream"] == {"address": "127.0.0.1:3000", "tls": True, "ca_file": f"{UPSTREAM_CA_DIR}/ca.crt"}
+    for doc in rendered.docs:
+        kubernetes_validate.validate(doc, latest_version(), strict=True)

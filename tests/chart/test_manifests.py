@@ -36,6 +36,10 @@ EXPECTED_KINDS = {
                       "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Service", "Service",
                       "ServiceAccount", "ServiceMonitor"],
     "embedded": ["ConfigMap", "ConfigMap", "PrometheusRule"],
+    "edge-tls": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                 "Service", "Service", "ServiceAccount", "ServiceMonitor"],
+    "sidecar-tls": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                    "Service", "ServiceAccount"],
 }
 
 

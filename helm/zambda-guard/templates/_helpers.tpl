@@ -95,6 +95,26 @@ app.kubernetes.io/part-of: zambda-guard
 {{/* Mount points inside the zambda-guard container. */}}
 {{- define "zambda-guard.configDir" -}}/etc/zambda-guard/config{{- end }}
 {{- define "zambda-guard.policiesDir" -}}/etc/zambda-guard/policies{{- end }}
+{{- define "zambda-guard.tlsDir" -}}/etc/zambda-guard/tls{{- end }}
+{{- define "zambda-guard.upstreamCaDir" -}}/etc/zambda-guard/upstream-ca{{- end }}
+
+{{/* Whether zambda-guard serves HTTPS from the Secret tls.secretName: "true" or "". */}}
+{{- define "zambda-guard.tlsEnabled" -}}
+{{- if (.Values.tls | default dict).enabled }}true{{- end }}
+{{- end }}
+
+{{/*
+Where the upstream CA comes from: "secret", "configMap", or "" (none: the
+system roots, or whatever config.upstream.ca_file names).
+*/}}
+{{- define "zambda-guard.upstreamCaSource" -}}
+{{- $ca := .Values.upstreamCA | default dict }}
+{{- if and $ca.secretName $ca.configMapName }}
+{{- fail (printf "upstreamCA: set secretName (%s) or configMapName (%s), not both" $ca.secretName $ca.configMapName) }}
+{{- else if $ca.secretName }}secret
+{{- else if $ca.configMapName }}configMap
+{{- end }}
+{{- end }}
 
 {{/* Ports, taken from config.listen and config.admin_listen ("host:port"). */}}
 {{- define "zambda-guard.proxyPort" -}}
@@ -105,6 +125,22 @@ app.kubernetes.io/part-of: zambda-guard
 {{- regexFind "[0-9]+$" (dig "admin_listen" "0.0.0.0:9901" .Values.config | toString) }}
 {{- end }}
 
+{{/* The Service port: service.port, else 443 when zambda-guard serves HTTPS, else 80. */}}
+{{- define "zambda-guard.servicePort" -}}
+{{- if .Values.service.port }}
+{{- int .Values.service.port }}
+{{- else if include "zambda-guard.tlsEnabled" . }}
+{{- 443 }}
+{{- else }}
+{{- 80 }}
+{{- end }}
+{{- end }}
+
+{{/* The Service port's name and appProtocol: what the proxy port speaks. */}}
+{{- define "zambda-guard.proxyScheme" -}}
+{{- ternary "https" "http" (eq (include "zambda-guard.tlsEnabled" .) "true") }}
+{{- end }}
+
 {{/* The upstream zambda-guard forwards to in sidecar and embedded modes. */}}
 {{- define "zambda-guard.localUpstream" -}}
 {{- printf "127.0.0.1:%d" (int .Values.function.port) }}
@@ -112,8 +148,10 @@ app.kubernetes.io/part-of: zambda-guard
 
 {{/*
 The config.yaml zambda-guard reads: `config` values with `policies.dir` set to
-the mounted directory, and `upstream.address` set to the function on localhost
-in sidecar and embedded modes. Also checks what the schema cannot.
+the mounted directory, `upstream.address` set to the function on localhost
+in sidecar and embedded modes, `tls` set to the mounted Secret's files with
+tls.enabled, and `upstream.ca_file` to the mounted CA with upstreamCA. Also
+checks what the schema cannot.
 */}}
 {{- define "zambda-guard.configYaml" -}}
 {{- $cfg := deepCopy .Values.config }}
@@ -136,6 +174,29 @@ in sidecar and embedded modes. Also checks what the schema cannot.
 {{- fail (printf "mode=%s: zambda-guard forwards to the function at %s (from function.port); remove config.upstream.address (%s)" .Values.mode $local $address) }}
 {{- end }}
 {{- $_ := set $upstream "address" $local }}
+{{- $_ := set $cfg "upstream" $upstream }}
+{{- end }}
+{{- if include "zambda-guard.tlsEnabled" . }}
+{{- if not .Values.tls.secretName }}
+{{- fail "tls.enabled needs tls.secretName: the existing kubernetes.io/tls Secret (keys tls.crt and tls.key) to serve" }}
+{{- end }}
+{{- if get $cfg "tls" }}
+{{- fail "tls.enabled points config.tls at the files of the Secret tls.secretName: remove config.tls" }}
+{{- end }}
+{{- $dir := include "zambda-guard.tlsDir" . }}
+{{- $_ := set $cfg "tls" (dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+{{- if include "zambda-guard.upstreamCaSource" . }}
+{{- if not (get $upstream "tls") }}
+{{- fail "upstreamCA is the CA the upstream's certificate is verified against: it needs config.upstream.tls: true" }}
+{{- end }}
+{{- if get $upstream "ca_file" }}
+{{- fail "upstreamCA points config.upstream.ca_file at the mounted CA: remove config.upstream.ca_file" }}
+{{- end }}
+{{- if get $upstream "insecure_skip_verify" }}
+{{- fail "upstreamCA contradicts config.upstream.insecure_skip_verify: true (which skips every certificate check); remove one" }}
+{{- end }}
+{{- $_ := set $upstream "ca_file" (printf "%s/ca.crt" (include "zambda-guard.upstreamCaDir" .)) }}
 {{- $_ := set $cfg "upstream" $upstream }}
 {{- end }}
 {{- $declared := dict }}
@@ -284,14 +345,26 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
     - name: zambda-guard-policies
       mountPath: {{ include "zambda-guard.policiesDir" . }}
       readOnly: true
+    {{- if include "zambda-guard.tlsEnabled" . }}
+    - name: zambda-guard-tls
+      mountPath: {{ include "zambda-guard.tlsDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- if include "zambda-guard.upstreamCaSource" . }}
+    - name: zambda-guard-upstream-ca
+      mountPath: {{ include "zambda-guard.upstreamCaDir" . }}
+      readOnly: true
+    {{- end }}
     - name: zambda-guard-tmp
       mountPath: /tmp
 {{- end }}
 
 {{/*
 The volumes the zambda-guard container mounts, as items of a `volumes:` list.
-The policies ConfigMap is mounted whole (never with subPath), so its `..data`
-symlink swap reaches zambda-guard's directory watch and policies reload in place.
+Every one is mounted as a directory (never with subPath), so the kubelet's
+`..data` symlink swap reaches zambda-guard's watches: policies reload in place,
+and a renewed certificate in the tls.secretName Secret is served without a
+restart. The upstream CA volume holds only the chosen key, as ca.crt.
 */}}
 {{- define "zambda-guard.volumes" -}}
 - name: zambda-guard-config
@@ -300,6 +373,25 @@ symlink swap reaches zambda-guard's directory watch and policies reload in place
 - name: zambda-guard-policies
   configMap:
     name: {{ include "zambda-guard.policiesConfigMapName" . }}
+{{- if include "zambda-guard.tlsEnabled" . }}
+- name: zambda-guard-tls
+  secret:
+    secretName: {{ required "tls.enabled needs tls.secretName: the existing kubernetes.io/tls Secret (keys tls.crt and tls.key) to serve" .Values.tls.secretName }}
+{{- end }}
+{{- with include "zambda-guard.upstreamCaSource" . }}
+{{- $ca := $.Values.upstreamCA }}
+- name: zambda-guard-upstream-ca
+  {{- if eq . "secret" }}
+  secret:
+    secretName: {{ $ca.secretName }}
+  {{- else }}
+  configMap:
+    name: {{ $ca.configMapName }}
+  {{- end }}
+    items:
+      - key: {{ $ca.key | default "ca.crt" | quote }}
+        path: ca.crt
+{{- end }}
 - name: zambda-guard-tmp
   emptyDir:
     sizeLimit: 16Mi
