@@ -12,6 +12,13 @@
 //! an allowed request reached it exactly once, with the canonical path. It
 //! prints `N passed, N failed` and fails the test listing every failed case.
 //!
+//! The table runs once per [`Transport`], each against proxies of its own:
+//! plain HTTP/1.1, the same bytes inside TLS, and HTTP/2 inside TLS for
+//! every case HTTP/2 can say ([`h2_form`]; [`H2_DIFFERENCES`] lists where
+//! its answer differs). What the HTTP/2 client library will not send
+//! (pseudo-header and `:path` tricks) is written frame by frame in
+//! `h2_pseudo_header_and_path_tricks`.
+//!
 //! Timing and connection behaviour do not fit one request per case: slow
 //! clients, pipelining and protocol upgrades have tests of their own below.
 
@@ -24,10 +31,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tls::{client_config, handshake, Ca, PairFiles};
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pingora::tls::ClientConfig;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use zambda_guard::echo::{self, Behaviour, Received};
 
@@ -58,6 +67,39 @@ enum On {
     Policy,
 }
 
+/// How a case's request travels to the proxy. Every HTTP case runs over
+/// each transport it applies to, with the same expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// HTTP/1.1 over plain TCP: the case's bytes as written.
+    Plain,
+    /// HTTP/1.1 inside TLS (ALPN `http/1.1`): the same bytes, to a proxy
+    /// listening with `tls`.
+    Tls,
+    /// HTTP/2 inside TLS (ALPN `h2`): the case's request said again as an
+    /// HTTP/2 request, where HTTP/2 can say it ([`h2_form`] decides, and
+    /// says why not).
+    H2,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Plain => "HTTP/1.1",
+            Transport::Tls => "HTTP/1.1 over TLS",
+            Transport::H2 => "HTTP/2 over TLS",
+        }
+    }
+
+    /// The `X-Forwarded-Proto` the backend must see.
+    fn scheme(self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            Transport::Tls | Transport::H2 => "https",
+        }
+    }
+}
+
 /// What a case does.
 enum Action {
     /// Raw bytes on a fresh connection to a proxy.
@@ -83,11 +125,14 @@ enum Expect {
     Invalid(&'static str),
     /// `check` exits 0.
     Valid,
+    /// HTTP/2 only: the HTTP/2 layer ends the stream or the connection with
+    /// an error that says this, and no answer; the backend saw nothing.
+    Reset(&'static str),
 }
 
 /// What a case observed, for extra checks.
-#[derive(Default)]
 struct Outcome {
+    transport: Transport,
     response: Option<Response>,
     /// Statuses of further responses on the same connection.
     more: Vec<u16>,
@@ -340,6 +385,21 @@ fn identity(
     }
 }
 
+/// `X-Forwarded-Proto` is the proxy's, from how the client reached it
+/// (`https` exactly when the listener has `tls`), never the client's.
+fn proto_of_the_listener(o: &Outcome) -> Result<(), String> {
+    let r = received(o)?;
+    let got = r.header_values("x-forwarded-proto");
+    if got == [o.transport.scheme()] {
+        Ok(())
+    } else {
+        Err(format!(
+            "backend got x-forwarded-proto: {got:?}, want {:?}",
+            o.transport.scheme()
+        ))
+    }
+}
+
 fn no_authorization(o: &Outcome) -> Result<(), String> {
     let r = received(o)?;
     let got = r.header_values("authorization");
@@ -425,18 +485,43 @@ struct Worlds {
     main: World,
     policy: World,
     _jwks: JwksServer,
+    /// When the proxies listen with TLS: the files they serve and the
+    /// clients that trust them.
+    tls: Option<Tls>,
 }
 
+struct Tls {
+    _files: PairFiles,
+    http1: Arc<ClientConfig>,
+    h2: Arc<ClientConfig>,
+}
+
+/// A client's end of a connection to a proxy, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 impl Worlds {
-    async fn start() -> Worlds {
+    /// Both proxies, listening with TLS when `tls` (a certificate from a
+    /// CA of this run), else plain.
+    async fn start(tls: bool) -> Worlds {
         let key = SigningKey::rsa1();
         let jwks = JwksServer::start(&[&key]).await;
-        let main = main_world(&jwks).await;
-        let policy = policy_world(&jwks).await;
+        let tls = tls.then(|| {
+            let ca = Ca::new();
+            Tls {
+                _files: PairFiles::new(&ca.leaf(1, "adversarial")),
+                http1: client_config(&ca.pem, &[b"http/1.1"], false),
+                h2: client_config(&ca.pem, &[b"h2"], false),
+            }
+        });
+        let files = tls.as_ref().map(|t| &t._files);
+        let main = main_world(&jwks, files).await;
+        let policy = policy_world(&jwks, files).await;
         Worlds {
             main,
             policy,
             _jwks: jwks,
+            tls,
         }
     }
 
@@ -445,6 +530,39 @@ impl Worlds {
             On::Main => &self.main,
             On::Policy => &self.policy,
         }
+    }
+
+    /// A new connection to `addr` for HTTP/1.1 on `transport`; for TLS the
+    /// handshake is done and ALPN chose what was asked for.
+    async fn connect(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+    ) -> std::io::Result<Box<dyn Stream>> {
+        let tcp = || TcpStream::connect(addr);
+        let tls = |h2: bool| {
+            let t = self.tls.as_ref().expect("TLS transports need TLS worlds");
+            let (config, alpn): (_, &[u8]) = if h2 {
+                (t.h2.clone(), b"h2")
+            } else {
+                (t.http1.clone(), b"http/1.1")
+            };
+            async move {
+                let s = handshake(addr, config).await?;
+                if s.get_ref().1.alpn_protocol() != Some(alpn) {
+                    return Err(std::io::Error::other(format!(
+                        "ALPN chose {:?}",
+                        s.get_ref().1.alpn_protocol()
+                    )));
+                }
+                Ok(s)
+            }
+        };
+        Ok(match transport {
+            Transport::Plain => Box::new(tcp().await?),
+            Transport::Tls => Box::new(tls(false).await?),
+            Transport::H2 => Box::new(tls(true).await?),
+        })
     }
 }
 
@@ -456,14 +574,17 @@ async fn backend() -> (SocketAddr, Recorder) {
 
 /// The shipped example policies, project id set, a 1 KiB body limit; the
 /// issuer takes RS256 and ES256 from the JWKS and HS256 with a secret.
-async fn main_world(jwks: &JwksServer) -> World {
+async fn main_world(jwks: &JwksServer, tls: Option<&PairFiles>) -> World {
     let (addr, backend) = backend().await;
     let mut setup = Setup::new(addr, &jwks.url());
     setup.issuers_yaml = format!(
         "    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256, ES256, HS256]\n      jwks_url: {}\n      hmac_secret_env: {HMAC_ENV}\n      jwks_refresh_seconds: 300\n      jwks_min_refetch_seconds: 1\n",
         jwks.url()
     );
-    setup.extra = format!("project_id: {PROJECT_ID}\nlimits:\n  max_body_bytes: 1024\n");
+    setup.extra = format!(
+        "project_id: {PROJECT_ID}\nlimits:\n  max_body_bytes: 1024\n{}",
+        tls.map(PairFiles::yaml).unwrap_or_default()
+    );
     setup.env.push((HMAC_ENV.into(), HMAC_SECRET.into()));
     let proxy = Proxy::start(setup).await;
     proxy.ready().await;
@@ -524,7 +645,7 @@ actors:
 
 /// Policies written here; the RSA issuer reads roles from the dotted claim
 /// `app_metadata.roles`, the HMAC issuer from `roles`.
-async fn policy_world(jwks: &JwksServer) -> World {
+async fn policy_world(jwks: &JwksServer, tls: Option<&PairFiles>) -> World {
     let (addr, backend) = backend().await;
     let mut setup = Setup::new(addr, &jwks.url());
     setup.issuers_yaml = format!(
@@ -538,6 +659,7 @@ async fn policy_world(jwks: &JwksServer) -> World {
         ("roles.yaml".into(), POLICY_ROLES.into()),
         ("actors.yaml".into(), POLICY_ACTORS.into()),
     ]);
+    setup.extra = tls.map(PairFiles::yaml).unwrap_or_default();
     let proxy = Proxy::start(setup).await;
     proxy.ready().await;
     World { proxy, backend }
@@ -1679,14 +1801,14 @@ fn header_cases() -> Vec<Case> {
             l().header("x-forwarded-proto", "https"),
             fwd(LAB),
         )
-        .check(header_is("x-forwarded-proto", &["http"])),
+        .check(proto_of_the_listener),
         case(
             "forwarded: XFF proto twice",
             l().header("x-forwarded-proto", "https")
                 .header("X-Forwarded-Proto", "wss"),
             fwd(LAB),
         )
-        .check(header_is("x-forwarded-proto", &["http"])),
+        .check(proto_of_the_listener),
         case(
             "forwarded: client address always last",
             l().header("x-forwarded-for", "127.0.0.1, 10.0.0.1"),
@@ -2400,12 +2522,15 @@ fn policy_file_cases() -> Vec<Case> {
 // The driver
 // ---------------------------------------------------------------------------
 
-/// Runs every case; returns the failures (name and why).
-async fn run(worlds: &Worlds, cases: &[Case]) -> Vec<String> {
+/// Runs every case over `transport`; returns the failures (name and why).
+/// The caller passes only the cases that apply to the transport.
+async fn run(worlds: &Worlds, transport: Transport, cases: &[&Case]) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
         let result = match &case.action {
-            Action::Http { on, raw } => run_http(worlds.get(*on), case, raw).await,
+            Action::Http { on, raw } => {
+                run_http(worlds, transport, worlds.get(*on), case, raw).await
+            }
             Action::Check { yaml } => run_check(case, yaml).await,
         };
         if let Err(why) = result {
@@ -2415,11 +2540,49 @@ async fn run(worlds: &Worlds, cases: &[Case]) -> Vec<String> {
     failures
 }
 
-async fn run_http(world: &World, case: &Case, raw: &[u8]) -> Result<(), String> {
+async fn run_http(
+    worlds: &Worlds,
+    transport: Transport,
+    world: &World,
+    case: &Case,
+    raw: &[u8],
+) -> Result<(), String> {
     world.backend.clear();
-    let (response, more) = exchange(world.proxy.addr, raw).await;
+    let addr = world.proxy.addr;
+    let expect = match transport {
+        Transport::H2 => h2_expectation(&case.name, &case.expect),
+        Transport::Plain | Transport::Tls => case.expect.clone(),
+    };
+    let (response, more) = match transport {
+        Transport::Plain | Transport::Tls => match worlds.connect(transport, addr).await {
+            Ok(stream) => exchange(stream, raw).await,
+            Err(e) => (Err(e), Vec::new()),
+        },
+        Transport::H2 => {
+            let request = h2_form(raw, &case.expect).map_err(|why| format!("not HTTP/2: {why}"))?;
+            let stream = worlds
+                .connect(transport, addr)
+                .await
+                .map_err(|e| format!("no connection: {e}"))?;
+            (h2_exchange(stream, request).await, Vec::new())
+        }
+    };
+    if let Expect::Reset(why) = expect {
+        let outcome = Outcome {
+            transport,
+            received: world.backend.requests(),
+            response: None,
+            more,
+        };
+        return match response {
+            Err(e) if e.to_string().contains(why) => nothing_reached(&outcome),
+            Err(e) => Err(format!("reset with {e}, want one saying {why:?}")),
+            Ok(r) => Err(format!("status {} (want a reset saying {why:?})", r.status)),
+        };
+    }
     let response = response.map_err(|e| format!("no response: {e}"))?;
     let outcome = Outcome {
+        transport,
         received: world.backend.requests(),
         response: Some(response),
         more,
@@ -2431,7 +2594,7 @@ async fn run_http(world: &World, case: &Case, raw: &[u8]) -> Result<(), String> 
             .take(200)
             .collect::<String>()
     };
-    match &case.expect {
+    match &expect {
         Expect::Refused(status) => {
             if r.status != *status {
                 return Err(format!("status {} (want {status}): {}", r.status, shown()));
@@ -2481,9 +2644,11 @@ async fn run_http(world: &World, case: &Case, raw: &[u8]) -> Result<(), String> 
                 ));
             }
         }
-        Expect::Invalid(_) | Expect::Valid => return Err("not an HTTP expectation".into()),
+        Expect::Invalid(_) | Expect::Valid | Expect::Reset(_) => {
+            return Err("not an HTTP expectation".into())
+        }
     }
-    if !matches!(case.expect, Expect::Parser(_)) && r.header("x-oystehr-request-id").is_none() {
+    if !matches!(expect, Expect::Parser(_)) && r.header("x-oystehr-request-id").is_none() {
         return Err("response without x-oystehr-request-id".into());
     }
     for token in bearer_tokens(raw) {
@@ -2596,15 +2761,16 @@ fn check_config() -> String {
 
 /// Sends `raw` on a new connection; returns the first response and the
 /// statuses of any further ones the proxy sends on that connection.
-async fn exchange(addr: SocketAddr, raw: &[u8]) -> (std::io::Result<Response>, Vec<u16>) {
+async fn exchange(
+    mut stream: Box<dyn Stream>,
+    raw: &[u8],
+) -> (std::io::Result<Response>, Vec<u16>) {
     let head_only = raw.starts_with(b"HEAD ");
-    let mut stream = match TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return (Err(e), Vec::new()),
-    };
     // The proxy may answer and close before reading everything (oversized
     // heads): a failed write still leaves its answer to read.
-    let _ = stream.write_all(raw).await;
+    if stream.write_all(raw).await.is_ok() {
+        let _ = stream.flush().await;
+    }
     let mut buf = Vec::new();
     let first = match tokio::time::timeout(
         Duration::from_secs(10),
@@ -2635,103 +2801,6 @@ async fn exchange(addr: SocketAddr, raw: &[u8]) -> (std::io::Result<Response>, V
     (first, more)
 }
 
-/// Reads one response; a body without length runs to the end of the
-/// connection.
-async fn read_one(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    head_only: bool,
-) -> std::io::Result<Response> {
-    let invalid = |e: &dyn std::fmt::Display| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
-    };
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut resp = httparse::Response::new(&mut headers);
-            resp.parse(&buf[..end]).map_err(|e| invalid(&e))?;
-            let status = resp.code.unwrap_or(0);
-            let headers: Vec<(String, String)> = resp
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            buf.drain(..end);
-            let find = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-            };
-            let body = if head_only {
-                Vec::new()
-            } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-                read_chunked_body(stream, buf).await?
-            } else if let Some(len) = find("content-length") {
-                let len: usize = len.trim().parse().map_err(|e| invalid(&e))?;
-                while buf.len() < len {
-                    if !fill(stream, buf).await? {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                }
-                buf.drain(..len).collect()
-            } else {
-                while fill(stream, buf).await.unwrap_or(false) {}
-                std::mem::take(buf)
-            };
-            return Ok(Response {
-                status,
-                headers,
-                body,
-            });
-        }
-        if !fill(stream, buf).await? {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-}
-
-async fn read_chunked_body(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    for _ in 0..10_000 {
-        let line = loop {
-            if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-                break p;
-            }
-            if !fill(stream, buf).await? {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..line]).trim(), 16)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        buf.drain(..line + 2);
-        while buf.len() < size + 2 {
-            if !fill(stream, buf).await? {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-        body.extend_from_slice(&buf[..size]);
-        buf.drain(..size + 2);
-        if size == 0 {
-            return Ok(body);
-        }
-    }
-    Err(std::io::ErrorKind::InvalidData.into())
-}
-
-/// Reads more bytes; false at the end of the stream.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n > 0)
-}
-
 /// Prints the failures and the summary line where CI logs show it (past
 /// the test harness's capture), and returns the summary.
 fn report(suite: &str, total: usize, failures: &[String]) -> String {
@@ -2750,15 +2819,180 @@ fn report(suite: &str, total: usize, failures: &[String]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// The table test
+// HTTP/2
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn adversarial_table() {
-    let worlds = Worlds::start().await;
-    // a second JWKS endpoint that only an attacker's token names
-    let attacker = JwksServer::start(&[&SigningKey::rsa2()]).await;
-    let mut cases = main_cases(&attacker);
+/// A case's HTTP/1.1 request said as HTTP/2: the same method, target (as
+/// `:path`), headers and body, with `Host` as `:authority`. Errs, saying
+/// why, for what HTTP/2 cannot say, so the case runs over HTTP/1.1 only:
+/// - the HTTP/1 parser's own answers and anything it would refuse (line
+///   endings, versions, bad header bytes, obs-fold): HTTP/2 has no text
+///   framing;
+/// - the framing headers RFC 9113 §8.2.2 forbids (`Connection` other than
+///   `close`, which is dropped, `Transfer-Encoding`, `Keep-Alive`, `Proxy-Connection`, `Upgrade`,
+///   `TE`) and bodies that disagree with their `Content-Length`;
+/// - a `Host` other than one `proxy.test`, and targets not in origin
+///   form: HTTP/2 carries `:authority` and `:scheme` instead;
+/// - targets the client library cannot put in `:path` byte for byte
+///   (fragments, raw control bytes, spaces, non-ASCII): those are sent raw
+///   by `h2_pseudo_header_and_path_tricks`.
+fn h2_form(raw: &[u8], expect: &Expect) -> Result<http::Request<Vec<u8>>, &'static str> {
+    if matches!(expect, Expect::Parser(_)) {
+        return Err("the HTTP/1 parser's answer");
+    }
+    let mut headers = vec![httparse::EMPTY_HEADER; 400];
+    let mut req = httparse::Request::new(&mut headers);
+    let end = match req.parse(raw) {
+        Ok(httparse::Status::Complete(end)) => end,
+        _ => return Err("not a well-formed HTTP/1.1 head"),
+    };
+    let crlf_only = raw[..end]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b != b'\n' || (i > 0 && raw[i - 1] == b'\r'));
+    if req.version != Some(1) || !crlf_only {
+        return Err("HTTP/1 versions and line endings");
+    }
+    let target = req.path.unwrap_or_default();
+    if !target.starts_with('/') {
+        return Err("a target not in origin form");
+    }
+    let uri: http::Uri = format!("https://proxy.test{target}")
+        .parse()
+        .map_err(|_| "a :path the HTTP/2 client cannot send")?;
+    if uri.path_and_query().map(|p| p.as_str()) != Some(target) {
+        return Err("a :path the HTTP/2 client cannot send");
+    }
+    let method = http::Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| "a bad method")?;
+    if method == http::Method::CONNECT {
+        return Err("CONNECT has no :path in HTTP/2");
+    }
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    let (mut hosts, mut length) = (Vec::new(), Vec::new());
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        match name.as_str() {
+            // HTTP/1's one request per connection; an HTTP/2 stream ends
+            "connection" if h.value.eq_ignore_ascii_case(b"close") => {}
+            "connection" | "transfer-encoding" | "keep-alive" | "proxy-connection" | "upgrade"
+            | "te" => return Err("a framing header HTTP/2 forbids"),
+            "host" => hosts.push(h.value),
+            _ => {
+                if name == "content-length" {
+                    length.push(h.value);
+                }
+                let name = http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| "a header name HTTP/2 cannot carry")?;
+                let value = http::HeaderValue::from_bytes(h.value)
+                    .map_err(|_| "a header value HTTP/2 cannot carry")?;
+                builder = builder.header(name, value);
+            }
+        }
+    }
+    if hosts != [b"proxy.test"] {
+        return Err("a Host other than one proxy.test");
+    }
+    let body = raw[end..].to_vec();
+    let announced = match length.as_slice() {
+        [] => 0,
+        [one] => std::str::from_utf8(one)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .ok_or("an HTTP/1 content-length")?,
+        _ => return Err("an HTTP/1 content-length"),
+    };
+    if announced != body.len() {
+        return Err("a body that is not its content-length");
+    }
+    builder.body(body).map_err(|_| "not a request")
+}
+
+/// The cases HTTP/2 answers differently from HTTP/1.1, each with why. Both
+/// still prove that nothing reached the backend.
+const H2_DIFFERENCES: [(&str, Expect); 2] = [
+    // pingora's HTTP/2 server takes 64 KiB of headers at most (HTTP/1: 1
+    // MiB); the h2 layer drops the connection before any hook runs.
+    (
+        "token: oversized (600 KB)",
+        Expect::Reset("too_many_continuations"),
+    ),
+    // A DIFFERENCE, NOT BY DESIGN: the proxy's 405 answer to HEAD carries
+    // its JSON body as DATA. HTTP/1 drops the body of an answer to HEAD;
+    // pingora's HTTP/2 server sends it, which RFC 9113 §8.1.1 makes a
+    // malformed response, so a conforming client gets a stream error and
+    // no status. Fixed when `Guard::respond` writes no body for HEAD; then
+    // this entry fails and goes.
+    ("method: HEAD on execute", Expect::Reset("protocol error")),
+];
+
+/// What a case must get over HTTP/2.
+fn h2_expectation(name: &str, expect: &Expect) -> Expect {
+    H2_DIFFERENCES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or_else(|| expect.clone(), |(_, e)| e.clone())
+}
+
+/// Sends one request on a new HTTP/2 connection and reads its answer. A
+/// stream or connection reset is an error (no response).
+async fn h2_exchange(
+    stream: Box<dyn Stream>,
+    request: http::Request<Vec<u8>>,
+) -> std::io::Result<Response> {
+    let h2_err = |e: h2::Error| std::io::Error::other(format!("HTTP/2: {e}"));
+    let (mut client, connection) = h2::client::handshake(stream).await.map_err(h2_err)?;
+    let connection = tokio::spawn(connection);
+    let (parts, body) = request.into_parts();
+    let (response, mut send) = client
+        .send_request(http::Request::from_parts(parts, ()), body.is_empty())
+        .map_err(h2_err)?;
+    if !body.is_empty() {
+        // The proxy may answer before reading everything (413): a failed
+        // send still leaves its answer to read.
+        let _ = send.send_data(bytes::Bytes::from(body), true);
+    }
+    let read = async {
+        let response = response.await.map_err(h2_err)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut data = response.into_body();
+        let mut body = Vec::new();
+        while let Some(chunk) = data.data().await {
+            let chunk = chunk.map_err(h2_err)?;
+            let _ = data.flow_control().release_capacity(chunk.len());
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no response in 10 s")));
+    connection.abort();
+    result
+}
+
+// ---------------------------------------------------------------------------
+// The table tests, one per transport
+// ---------------------------------------------------------------------------
+
+/// The whole table: the main world's cases, the policy world's, the policy
+/// files'.
+fn table(attacker: &JwksServer) -> Vec<Case> {
+    let mut cases = main_cases(attacker);
     cases.extend(policy_cases());
     cases.extend(policy_file_cases());
     let mut names = std::collections::HashSet::new();
@@ -2769,16 +3003,481 @@ async fn adversarial_table() {
             c.name
         );
     }
+    assert!(cases.len() > 300, "the table lost cases: {}", cases.len());
+    cases
+}
 
-    let failures = run(&worlds, &cases).await;
-    let summary = report("adversarial table", cases.len(), &failures);
+/// Runs the table over `transport` against worlds started for it and
+/// fails listing every failed case. Cases that do not apply are counted by
+/// reason and printed; at least `at_least` cases must run.
+async fn table_over(transport: Transport, at_least: usize) {
+    let worlds = Worlds::start(transport != Transport::Plain).await;
+    // a second JWKS endpoint that only an attacker's token names
+    let attacker = JwksServer::start(&[&SigningKey::rsa2()]).await;
+    let cases = table(&attacker);
+    for (name, _) in &H2_DIFFERENCES {
+        assert!(
+            cases.iter().any(|c| c.name == *name),
+            "H2_DIFFERENCES names no case {name:?}"
+        );
+    }
+    let mut not_run: std::collections::BTreeMap<&str, usize> = Default::default();
+    let applicable: Vec<&Case> = cases
+        .iter()
+        .filter(|c| {
+            let why_not = match (&c.action, transport) {
+                (Action::Http { .. }, Transport::Plain | Transport::Tls) => None,
+                (Action::Http { raw, .. }, Transport::H2) => h2_form(raw, &c.expect).err(),
+                (Action::Check { .. }, Transport::Plain) => None,
+                // `zambda-guard check` reads files; no listener is involved
+                (Action::Check { .. }, _) => Some("a policy-file check, no request"),
+            };
+            if let Some(why) = why_not {
+                *not_run.entry(why).or_default() += 1;
+            }
+            why_not.is_none()
+        })
+        .collect();
+
+    let started = Instant::now();
+    let failures = run(&worlds, transport, &applicable).await;
+    let suite = format!(
+        "adversarial table over {} ({:.1} s)",
+        transport.name(),
+        started.elapsed().as_secs_f64()
+    );
+    for (why, n) in &not_run {
+        eprintln!("not over {}: {n} case(s): {why}", transport.name());
+    }
+    let summary = report(&suite, applicable.len(), &failures);
     assert!(
         failures.is_empty(),
         "{summary}:\n{}\n\nmain proxy log (tail):\n{}",
         failures.join("\n"),
         tail(&worlds.main.proxy.logs(), 40)
     );
-    assert!(cases.len() > 300, "the table lost cases: {}", cases.len());
+    assert!(
+        applicable.len() >= at_least,
+        "only {} cases ran over {}",
+        applicable.len(),
+        transport.name()
+    );
+}
+
+#[tokio::test]
+async fn adversarial_table() {
+    table_over(Transport::Plain, 460).await;
+}
+
+/// The same bytes inside TLS: every HTTP case of the table.
+#[tokio::test]
+async fn adversarial_table_over_tls() {
+    table_over(Transport::Tls, 400).await;
+}
+
+/// Every case HTTP/2 can say, as HTTP/2 (see [`h2_form`] for what it
+/// cannot).
+#[tokio::test]
+async fn adversarial_table_over_h2() {
+    table_over(Transport::H2, 300).await;
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/2 written by hand: what no client library sends
+// ---------------------------------------------------------------------------
+
+/// An HPACK integer with an `n`-bit prefix after `flags` (RFC 7541 §5.1).
+fn hpack_int(out: &mut Vec<u8>, flags: u8, n: u32, value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(flags | u8::try_from(value).unwrap());
+        return;
+    }
+    out.push(flags | u8::try_from(max).unwrap());
+    let mut rest = value - max;
+    while rest >= 128 {
+        out.push(u8::try_from(rest % 128).unwrap() | 0x80);
+        rest /= 128;
+    }
+    out.push(u8::try_from(rest).unwrap());
+}
+
+/// A header block of literal fields with new names, never indexed and
+/// never Huffman-coded, in the order given: pseudo-headers included, byte
+/// for byte (RFC 7541 §6.2.3).
+fn header_block(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0x10);
+        hpack_int(&mut out, 0, 7, name.len());
+        out.extend_from_slice(name.as_bytes());
+        hpack_int(&mut out, 0, 7, value.len());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// An HTTP/2 frame (RFC 9113 §4.1).
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// What a hand-written HTTP/2 request got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum H2Answer {
+    /// An answer with this status.
+    Status(u16),
+    /// No answer: the stream was reset, the connection ended (GOAWAY or
+    /// closed) before one.
+    Reset,
+}
+
+/// The `:status` of a response header block as pingora's HTTP/2 server
+/// writes it first: an indexed static entry (RFC 7541 Appendix A) or a
+/// literal under the static `:status` name, plain or Huffman-coded.
+fn status_of(block: &[u8]) -> Option<u16> {
+    let first = *block.first()?;
+    const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
+    if first & 0x80 != 0 {
+        return STATIC
+            .get(usize::from(first & 0x7f).checked_sub(8)?)
+            .copied();
+    }
+    let index = if first & 0x40 != 0 {
+        first & 0x3f
+    } else {
+        first & 0x0f
+    };
+    if !(8..=14).contains(&index) {
+        return None;
+    }
+    let length = *block.get(1)?;
+    let value = block.get(2..2 + usize::from(length & 0x7f))?;
+    let text = if length & 0x80 != 0 {
+        huffman_digits(value)?
+    } else {
+        String::from_utf8(value.to_vec()).ok()?
+    };
+    text.parse().ok()
+}
+
+/// Decodes a Huffman-coded string of digits (RFC 7541 Appendix B: `0`–`2`
+/// are 5-bit codes 0–2, `3`–`9` are 6-bit codes 0x19–0x1f).
+fn huffman_digits(bytes: &[u8]) -> Option<String> {
+    let bits: Vec<u8> = bytes
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let value = |from: usize, n: usize| bits[from..from + n].iter().fold(0u8, |v, b| v << 1 | b);
+    let (mut at, mut out) = (0, String::new());
+    while bits.len() - at >= 5 {
+        if bits[at..].iter().all(|&b| b == 1) && bits.len() - at < 8 {
+            break; // padding
+        }
+        match value(at, 5) {
+            v @ 0..=2 => {
+                out.push(char::from(b'0' + v));
+                at += 5;
+            }
+            _ if bits.len() - at >= 6 && (0x19..=0x1f).contains(&value(at, 6)) => {
+                out.push(char::from(b'3' + value(at, 6) - 0x19));
+                at += 6;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Sends one request as hand-written frames (HEADERS with `fields`, then
+/// DATA with `body`) on a new HTTP/2 connection; returns the status of the
+/// answer or the reset.
+async fn raw_h2(mut stream: Box<dyn Stream>, fields: &[(&str, &[u8])], body: &[u8]) -> H2Answer {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[])); // SETTINGS
+    let end_stream = if body.is_empty() { 0x1 } else { 0 };
+    out.extend(frame(1, 0x4 | end_stream, 1, &header_block(fields))); // HEADERS
+    if !body.is_empty() {
+        out.extend(frame(0, 0x1, 1, body)); // DATA, END_STREAM
+    }
+    if stream.write_all(&out).await.is_err() {
+        return H2Answer::Reset;
+    }
+    let _ = stream.flush().await;
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if stream.read_exact(&mut head).await.is_err() {
+                return H2Answer::Reset;
+            }
+            let length =
+                usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let (kind, flags) = (head[3], head[4]);
+            let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return H2Answer::Reset;
+            }
+            match kind {
+                // SETTINGS from the server: acknowledged
+                4 if flags & 0x1 == 0 => {
+                    let _ = stream.write_all(&frame(4, 0x1, 0, &[])).await;
+                    let _ = stream.flush().await;
+                }
+                1 if id == 1 => {
+                    return status_of(&payload).map_or(H2Answer::Reset, H2Answer::Status);
+                }
+                3 if id == 1 => return H2Answer::Reset, // RST_STREAM
+                7 => return H2Answer::Reset,            // GOAWAY
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or(H2Answer::Reset)
+}
+
+/// Header fields of a hand-written HTTP/2 request, pseudo-headers included.
+type Fields = Vec<(&'static str, Vec<u8>)>;
+
+/// Pseudo-header and `:path` tricks over HTTP/2, in frames written by
+/// hand because the client library refuses to send them: duplicated,
+/// misplaced, unknown and missing pseudo-headers, fragments and bytes the
+/// URI parser rejects in `:path`, upper-case and connection-level header
+/// names, line breaks in values. Each must be answered as over HTTP/1.1 or
+/// reset by the HTTP/2 layer; nothing refused reaches the backend, and what
+/// is forwarded goes to the path that was decided.
+#[tokio::test]
+async fn h2_pseudo_header_and_path_tricks() {
+    use H2Answer::{Reset, Status};
+    let worlds = Worlds::start(true).await;
+    let world = &worlds.main;
+    let bearer = format!("Bearer {}", rs("lab-bot@clients"));
+    let alice = format!("Bearer {}", rs("dr-alice"));
+    let fields = |path: &'static str, auth: &str| -> Fields {
+        vec![
+            (":method", b"POST".to_vec()),
+            (":scheme", b"https".to_vec()),
+            (":authority", b"proxy.test".to_vec()),
+            (":path", path.as_bytes().to_vec()),
+            ("authorization", auth.as_bytes().to_vec()),
+            ("content-length", b"2".to_vec()),
+        ]
+    };
+    let lab = || fields(LAB, &bearer);
+    let with_path = |path: &[u8]| {
+        let mut f = lab();
+        f[3].1 = path.to_vec();
+        f
+    };
+    let plus = |mut f: Fields, name: &'static str, value: &[u8]| {
+        f.push((name, value.to_vec()));
+        f
+    };
+    let without = |mut f: Fields, name: &str| {
+        f.retain(|(n, _)| *n != name);
+        f
+    };
+    let billing_then_lab = {
+        let mut f = lab();
+        f.insert(3, (":path", BILLING.as_bytes().to_vec()));
+        f
+    };
+    let lab_then_billing = {
+        let mut f = lab();
+        f.insert(4, (":path", BILLING.as_bytes().to_vec()));
+        f
+    };
+    let path_after_a_header = {
+        let mut f = without(lab(), ":path");
+        f.push((":path", LAB.as_bytes().to_vec()));
+        f
+    };
+    let get_then_post = {
+        let mut f = lab();
+        f.insert(0, (":method", b"GET".to_vec()));
+        f
+    };
+    let frag_lab = format!("{LAB}#x");
+    // (name, fields, answer, what the backend received: its target); the
+    // body is always `{}`
+    let cases: Vec<(&str, Fields, H2Answer, Option<&str>)> = vec![
+        ("baseline", lab(), Status(200), Some(LAB)),
+        (
+            "baseline, denied",
+            fields(BILLING, &alice),
+            Status(403),
+            None,
+        ),
+        (
+            "dot segments in :path",
+            with_path(b"/v1/zambda/x/../lab-results-ingest/execute"),
+            Status(400),
+            None,
+        ),
+        (
+            "backslash in :path",
+            with_path(b"/v1/zambda/x\\..\\lab-results-ingest/execute"),
+            Status(400),
+            None,
+        ),
+        // DIFFERENCE (reported): the h2 library cuts a fragment off `:path`
+        // before the proxy sees it; HTTP/1.1 gets 400. The request is
+        // decided and forwarded on what stays, so the decision and the
+        // backend agree.
+        (
+            "fragment in :path",
+            with_path(frag_lab.as_bytes()),
+            Status(200),
+            Some(LAB),
+        ),
+        (
+            "fragment hiding a traversal to an allowed zambda",
+            with_path(format!("{BILLING}#/../../lab-results-ingest/execute").as_bytes()),
+            Status(403),
+            None,
+        ),
+        (
+            "fragment cutting the route short",
+            with_path(b"/v1/zambda/lab-results-ingest#/execute"),
+            Status(404),
+            None,
+        ),
+        (
+            "raw space in :path",
+            with_path(b"/v1/zambda/lab-results-ingest/execute x"),
+            Reset,
+            None,
+        ),
+        (
+            "raw NUL in :path",
+            with_path(b"/v1/zambda/lab-results-ingest\0/execute"),
+            Reset,
+            None,
+        ),
+        (
+            "CRLF in :path",
+            with_path(b"/v1/zambda/lab\r\nx-zambda-actor: dr-alice\r\n/execute"),
+            Reset,
+            None,
+        ),
+        (
+            "non-ASCII in :path",
+            with_path("/v1/zambda/lab-résults/execute".as_bytes()),
+            Status(400),
+            None,
+        ),
+        (
+            "absolute-form :path",
+            with_path(format!("https://proxy.test{LAB}").as_bytes()),
+            Reset,
+            None,
+        ),
+        ("asterisk :path", with_path(b"*"), Status(400), None),
+        ("empty :path", with_path(b""), Reset, None),
+        ("no :path", without(lab(), ":path"), Reset, None),
+        ("two :path, denied one first", billing_then_lab, Reset, None),
+        (
+            "two :path, allowed one first",
+            lab_then_billing,
+            Reset,
+            None,
+        ),
+        (
+            ":path after a regular header",
+            path_after_a_header,
+            Reset,
+            None,
+        ),
+        ("two :method", get_then_post, Reset, None),
+        (
+            "unknown pseudo-header",
+            plus(lab(), ":zambda", b"billing-export"),
+            Reset,
+            None,
+        ),
+        (
+            ":scheme http over TLS",
+            {
+                let mut f = lab();
+                f[1].1 = b"http".to_vec();
+                f
+            },
+            Status(200),
+            Some(LAB),
+        ),
+        (
+            "upper-case header name",
+            plus(lab(), "X-Zambda-Actor", b"dr-alice"),
+            Reset,
+            None,
+        ),
+        (
+            "line break in a header value",
+            plus(lab(), "x-note", b"a\r\nx-zambda-actor: dr-alice"),
+            Reset,
+            None,
+        ),
+        (
+            "connection header",
+            plus(lab(), "connection", b"x-zambda-actor"),
+            Reset,
+            None,
+        ),
+        (
+            "transfer-encoding",
+            plus(lab(), "transfer-encoding", b"chunked"),
+            Reset,
+            None,
+        ),
+        ("upgrade", plus(lab(), "upgrade", b"h2c"), Reset, None),
+        (
+            "te other than trailers",
+            plus(lab(), "te", b"gzip"),
+            Reset,
+            None,
+        ),
+        (
+            "body longer than content-length",
+            plus(without(lab(), "content-length"), "content-length", b"1"),
+            Reset,
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, fields, want, target) in &cases {
+        world.backend.clear();
+        let stream = worlds
+            .connect(Transport::H2, world.proxy.addr)
+            .await
+            .unwrap();
+        let refs: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let got = raw_h2(stream, &refs, b"{}").await;
+        let received = world.backend.requests();
+        let seen: Vec<&str> = received.iter().map(|r| r.target.as_str()).collect();
+        if got != *want {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        } else if seen != target.iter().copied().collect::<Vec<_>>() {
+            failures.push(format!("{name}: backend saw {seen:?}, want {target:?}"));
+        } else if let [r] = received.as_slice() {
+            if r.header_values("x-zambda-actor") != ["lab-bot@clients"]
+                || r.header_values("x-forwarded-proto") != ["https"]
+            {
+                failures.push(format!("{name}: backend got {:?}", r.headers));
+            }
+        }
+    }
+    let summary = report(
+        "HTTP/2 pseudo-header and path tricks",
+        cases.len(),
+        &failures,
+    );
+    assert!(failures.is_empty(), "{summary}:\n{}", failures.join("\n"));
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -2865,7 +3564,7 @@ fn check_pipelined(responses: &[Response], backend: &Recorder) {
 #[tokio::test]
 async fn pipelined_requests_with_a_denied_one_between_allowed_ones() {
     let jwks = JwksServer::start(&[&SigningKey::rsa1()]).await;
-    let w = main_world(&jwks).await;
+    let w = main_world(&jwks, None).await;
     let mut stream = TcpStream::connect(w.proxy.addr).await.unwrap();
     stream
         .write_all(&pipelined_requests().concat())
@@ -2896,7 +3595,7 @@ async fn pipelined_requests_with_a_denied_one_between_allowed_ones() {
 #[tokio::test]
 async fn keep_alive_requests_with_a_denied_one_between_allowed_ones() {
     let jwks = JwksServer::start(&[&SigningKey::rsa1()]).await;
-    let w = main_world(&jwks).await;
+    let w = main_world(&jwks, None).await;
     let mut stream = TcpStream::connect(w.proxy.addr).await.unwrap();
     let mut buf = Vec::new();
     let mut responses = Vec::new();

@@ -15,12 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::tls::*;
 use common::*;
-use pingora::tls::{
-    version, CertificateDer, ClientConfig, PrivateKeyDer, RootCertStore, ServerConfig, ServerName,
-    TlsAcceptor, TlsConnector,
-};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use pingora::tls::{version, CertificateDer, PrivateKeyDer, ServerConfig, TlsAcceptor};
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,60 +26,11 @@ use zambda_guard::echo::{self, Behaviour};
 /// `hello` may be invoked by `caller` and by nobody else.
 const POLICY: &str = "zambdas:\n  - {id: z-hello, name: hello}\nactors:\n  - subject: caller\n    access_policy:\n      rule:\n        - {action: Zambda:InvokeFunction, resource: Zambda:Function:hello, effect: Allow}\n";
 const HELLO: &str = "/v1/zambda/hello/execute";
-/// The name the proxy's certificate is issued for; clients resolve it to
-/// the proxy's loopback address.
-const PROXY_NAME: &str = "proxy.test";
 
 // ---------------------------------------------------------------------------
-// Certificates
+// Certificates and clients (the CA, pairs and TLS clients are in
+// `common::tls`)
 // ---------------------------------------------------------------------------
-
-/// A test CA that issues leaf certificates.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "zambda-guard test CA");
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf for `proxy.test` and 127.0.0.1: (certificate PEM, key PEM).
-    fn leaf(&self, serial: u64, cn: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let params = leaf_params(serial, cn);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-fn leaf_params(serial: u64, cn: &str) -> CertificateParams {
-    let mut params = CertificateParams::new(vec![PROXY_NAME.to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    params.serial_number = Some(serial.into());
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params
-}
-
-/// A self-signed certificate for 127.0.0.1: (certificate PEM, key PEM).
-fn self_signed(cn: &str) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf_params(77, cn).self_signed(&key).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
 
 /// The serial number of a DER certificate, as `01:02`-style hex.
 fn serial_of(der: &[u8]) -> String {
@@ -91,87 +39,6 @@ fn serial_of(der: &[u8]) -> String {
         .unwrap()
         .1
         .raw_serial_as_string()
-}
-
-/// Certificate and key files the proxy serves, in a directory of their own.
-struct PairFiles {
-    dir: tempfile::TempDir,
-}
-
-impl PairFiles {
-    fn new((cert, key): &(String, String)) -> PairFiles {
-        let files = PairFiles {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        files.write(cert, key);
-        files
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("tls.crt")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("tls.key")
-    }
-
-    /// Replaces the files as a renewal tool would: write aside, rename over.
-    fn write(&self, cert: &str, key: &str) {
-        for (path, text) in [(self.key(), key), (self.cert(), cert)] {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, text).unwrap();
-            std::fs::rename(&tmp, &path).unwrap();
-        }
-    }
-
-    fn yaml(&self) -> String {
-        format!(
-            "tls:\n  cert_file: {}\n  key_file: {}\n",
-            self.cert().display(),
-            self.key().display()
-        )
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Clients
-// ---------------------------------------------------------------------------
-
-fn roots(ca_pem: &str) -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    roots
-}
-
-/// A TLS client trusting `ca_pem`, offering `alpn`; TLS 1.2 only when
-/// `tls12_only`, else TLS 1.3 and 1.2.
-fn client_config(ca_pem: &str, alpn: &[&[u8]], tls12_only: bool) -> Arc<ClientConfig> {
-    pingora::tls::install_default_crypto_provider();
-    let builder = if tls12_only {
-        ClientConfig::builder_with_protocol_versions(&[&version::TLS12])
-    } else {
-        ClientConfig::builder()
-    };
-    let mut config = builder
-        .with_root_certificates(roots(ca_pem))
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
-}
-
-type ClientTls = pingora::tls::ClientTlsStream<TcpStream>;
-
-async fn handshake(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<ClientTls> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(PROXY_NAME).unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        TlsConnector::from(config).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("handshake timed out"))?
 }
 
 /// The serial of the certificate a new handshake is presented with.

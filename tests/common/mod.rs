@@ -1,7 +1,9 @@
 //! Shared parts of the end-to-end tests: the real `zambda-guard` binary on
 //! ports chosen at run time, the recording echo backend, a JWKS served over
 //! HTTP from real keys, tokens signed with those keys, and a raw HTTP/1.1
-//! client for requests no well-behaved client library would send.
+//! client for requests no well-behaved client library would send, whose
+//! response reader works on plain and TLS streams alike. TLS certificates
+//! and clients are in [`tls`].
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is a failed test
@@ -15,11 +17,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[allow(unused_imports)]
 pub use zambda_guard::echo::Recorder;
+
+pub mod tls;
 
 pub const ISSUER: &str = "https://issuer.test/";
 pub const AUDIENCE: &str = "https://api.test";
@@ -481,13 +485,29 @@ pub async fn send(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
 
 /// Reads one response from a stream; `buf` carries bytes between calls
 /// (for pipelining).
-pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Response> {
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Response> {
+    read_one(stream, buf, false).await
+}
+
+/// Reads one response from any byte stream (TCP or TLS); a body without
+/// length runs to the end of the connection, and an answer to `HEAD`
+/// (`head_only`) has none.
+pub async fn read_one<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> std::io::Result<Response> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+    };
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4) {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut resp = httparse::Response::new(&mut headers);
-            resp.parse(&buf[..end])
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            resp.parse(&buf[..end]).map_err(|e| invalid(&e))?;
             let status = resp.code.unwrap_or(0);
             let headers: Vec<(String, String)> = resp
                 .headers
@@ -499,24 +519,27 @@ pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io
                     )
                 })
                 .collect();
-            let length: Option<usize> = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse().ok());
-            let chunked = headers
-                .iter()
-                .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
             buf.drain(..end);
-            let body = if chunked {
+            let find = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let body = if head_only {
+                Vec::new()
+            } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
                 read_chunked(stream, buf).await?
-            } else if let Some(len) = length {
+            } else if let Some(len) = find("content-length") {
+                let len: usize = len.trim().parse().map_err(|e| invalid(&e))?;
                 while buf.len() < len {
-                    fill(stream, buf).await?;
+                    if !fill(stream, buf).await? {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
                 }
                 buf.drain(..len).collect()
             } else {
-                // until close
-                while fill(stream, buf).await.is_ok() {}
+                while fill(stream, buf).await.unwrap_or(false) {}
                 std::mem::take(buf)
             };
             return Ok(Response {
@@ -525,32 +548,33 @@ pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io
                 body,
             });
         }
-        fill(stream, buf).await?;
-    }
-}
-
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut chunk = [0u8; 8192];
-    let n = stream.read(&mut chunk).await?;
-    if n == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        while !buf.windows(2).any(|w| w == b"\r\n") {
-            fill(stream, buf).await?;
+        if !fill(stream, buf).await? {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        let p = buf.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..p]).trim(), 16)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-        buf.drain(..p + 2);
+    }
+}
+
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    for _ in 0..10_000 {
+        let line = loop {
+            if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+                break p;
+            }
+            if !fill(stream, buf).await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..line]).trim(), 16)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        buf.drain(..line + 2);
         while buf.len() < size + 2 {
-            fill(stream, buf).await?;
+            if !fill(stream, buf).await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
         }
         body.extend_from_slice(&buf[..size]);
         buf.drain(..size + 2);
@@ -558,6 +582,15 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
             return Ok(body);
         }
     }
+    Err(std::io::ErrorKind::InvalidData.into())
+}
+
+/// Reads more bytes; false at the end of the stream.
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n > 0)
 }
 
 /// GET on the admin listener.
