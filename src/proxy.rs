@@ -507,6 +507,12 @@ impl Guard {
         if let Some(origin) = &ctx.cors_origin {
             self.cors_headers(origin, &mut h, false)?;
         }
+        // An answer to HEAD has no body: HTTP/1 would drop it, but on
+        // HTTP/2 a DATA frame after it makes the response malformed
+        // (RFC 9113 §8.1.1) and the client sees no status at all.
+        if session.req_header().method == http::Method::HEAD {
+            return session.write_response_header(Box::new(h), true).await;
+        }
         session.write_response_header(Box::new(h), false).await?;
         session.write_response_body(Some(body), true).await
     }

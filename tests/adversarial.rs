@@ -2910,20 +2910,13 @@ fn h2_form(raw: &[u8], expect: &Expect) -> Result<http::Request<Vec<u8>>, &'stat
 
 /// The cases HTTP/2 answers differently from HTTP/1.1, each with why. Both
 /// still prove that nothing reached the backend.
-const H2_DIFFERENCES: [(&str, Expect); 2] = [
+const H2_DIFFERENCES: [(&str, Expect); 1] = [
     // pingora's HTTP/2 server takes 64 KiB of headers at most (HTTP/1: 1
     // MiB); the h2 layer drops the connection before any hook runs.
     (
         "token: oversized (600 KB)",
         Expect::Reset("too_many_continuations"),
     ),
-    // A DIFFERENCE, NOT BY DESIGN: the proxy's 405 answer to HEAD carries
-    // its JSON body as DATA. HTTP/1 drops the body of an answer to HEAD;
-    // pingora's HTTP/2 server sends it, which RFC 9113 §8.1.1 makes a
-    // malformed response, so a conforming client gets a stream error and
-    // no status. Fixed when `Guard::respond` writes no body for HEAD; then
-    // this entry fails and goes.
-    ("method: HEAD on execute", Expect::Reset("protocol error")),
 ];
 
 /// What a case must get over HTTP/2.
