@@ -15,6 +15,10 @@
 #   f  pingora      a bare pingora proxy (examples/bare_pingora.rs): same
 #                   build, allocator and runtime settings, no auth, nothing
 #                   else — the floor under zambda-guard
+#   g  zg local     as c, with `forward_authorization: false`: the verified
+#                   token is not passed on, so c − g is what forwarding the
+#                   ~650-byte header costs and g − e is authentication and
+#                   authorization alone
 # Every proxy runs one worker thread; the load is `wrk -t1 -c64`, keep-alive,
 # a small JSON POST body with a bearer token. zambda-guard runs with the
 # default `log.decisions: denied` (all measured requests are allowed, so no
@@ -27,7 +31,7 @@
 #   --no-build  use the zambda-guard binary already built for the profile
 #   --keep      keep the work directory (configs, logs, raw wrk output)
 #   --zg PATH   measure this zambda-guard binary (implies --no-build for it)
-#   --systems "nginx pingora haproxy zg-rs256 zg-fresh zg-public"  a subset, in order
+#   --systems "nginx pingora haproxy zg-rs256 zg-local zg-fresh zg-public"  a subset, in order
 # Loopback only; every load is bounded by --duration. The defaults take
 # about five minutes after the build.
 set -euo pipefail
@@ -41,7 +45,7 @@ PROFILE=dist
 BUILD=1
 KEEP=0
 ZG=""
-SYSTEMS=(nginx pingora haproxy zg-rs256 zg-fresh zg-public)
+SYSTEMS=(nginx pingora haproxy zg-rs256 zg-local zg-fresh zg-public)
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -54,7 +58,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --zg) ZG="$(realpath "$2")"; shift 2 ;;
     --systems) read -r -a SYSTEMS <<<"$2"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -131,7 +135,7 @@ free_port() {
 }
 P_BACKEND=$(free_port); P_NGINX=$(free_port); P_HAPROXY=$(free_port)
 P_ZG=$(free_port); P_ZG_ADMIN=$(free_port); P_ZG2=$(free_port); P_ZG2_ADMIN=$(free_port)
-P_BARE=$(free_port)
+P_BARE=$(free_port); P_ZG3=$(free_port); P_ZG3_ADMIN=$(free_port)
 
 ISSUER=https://issuer.bench/
 AUDIENCE=https://api.bench
@@ -282,6 +286,7 @@ auth:
       algorithms: [RS256]
       public_key_pem_file: $KEYS/rsa1-public.pem
   token_cache_entries: $4
+  forward_authorization: ${5:-true}
 policies:
   dir: policies
   watch: false
@@ -291,6 +296,7 @@ EOF
 }
 zg_config "$WORK/zg" "$P_ZG" "$P_ZG_ADMIN" 100000
 zg_config "$WORK/zg-fresh" "$P_ZG2" "$P_ZG2_ADMIN" 1000
+zg_config "$WORK/zg-local" "$P_ZG3" "$P_ZG3_ADMIN" 100000 false
 
 # --- wrk scripts -------------------------------------------------------------------
 cat >"$WORK/report.lua" <<'EOF'
@@ -343,6 +349,9 @@ PIDS+=($ZG_PID)
 "$ZG" run --config "$WORK/zg-fresh/config.yaml" >"$WORK/zg-fresh/out.log" 2>&1 &
 ZG2_PID=$!
 PIDS+=($ZG2_PID)
+"$ZG" run --config "$WORK/zg-local/config.yaml" >"$WORK/zg-local/out.log" 2>&1 &
+ZG3_PID=$!
+PIDS+=($ZG3_PID)
 
 wait_ready() { # url
   for _ in $(seq 1 100); do
@@ -355,6 +364,7 @@ wait_ready() { # url
 }
 wait_ready "http://127.0.0.1:$P_ZG_ADMIN/readyz"
 wait_ready "http://127.0.0.1:$P_ZG2_ADMIN/readyz"
+wait_ready "http://127.0.0.1:$P_ZG3_ADMIN/readyz"
 for p in "$P_BACKEND" "$P_NGINX" "$P_HAPROXY" "$P_BARE"; do
   up=0
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { up=1; break; }; sleep 0.1; done
@@ -406,24 +416,27 @@ check "zg" 200 "http://127.0.0.1:$P_ZG$PATH_EXEC" "${AUTH[@]}"
 check "zg, bad signature" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
 check "zg, no token" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC"
 check "zg public" 200 "http://127.0.0.1:$P_ZG$PATH_PUBLIC" "${AUTH[@]}"
+check "zg local" 200 "http://127.0.0.1:$P_ZG3$PATH_EXEC" "${AUTH[@]}"
 check "zg fresh" 200 "http://127.0.0.1:$P_ZG2$PATH_EXEC" -H "Authorization: Bearer $(sed -n 7p "$WORK/tokens.txt")"
 grep -q '"result":"ok"' "$WORK/check.body" || { echo "backend body not passed through" >&2; exit 1; }
 
 # --- the runs ---------------------------------------------------------------------------
 declare -A URL SCRIPT LABEL SPID
-SPID[nginx]=$NGINX_PID; SPID[pingora]=$BARE_PID; SPID[haproxy]=$HAPROXY_PID; SPID[zg-rs256]=$ZG_PID; SPID[zg-fresh]=$ZG2_PID; SPID[zg-public]=$ZG_PID
+SPID[nginx]=$NGINX_PID; SPID[pingora]=$BARE_PID; SPID[haproxy]=$HAPROXY_PID; SPID[zg-rs256]=$ZG_PID; SPID[zg-fresh]=$ZG2_PID; SPID[zg-public]=$ZG_PID; SPID[zg-local]=$ZG3_PID
 URL[nginx]="http://127.0.0.1:$P_NGINX$PATH_EXEC";        SCRIPT[nginx]=exec
 URL[haproxy]="http://127.0.0.1:$P_HAPROXY$PATH_EXEC";    SCRIPT[haproxy]=exec
 URL[pingora]="http://127.0.0.1:$P_BARE$PATH_EXEC";       SCRIPT[pingora]=exec
 URL[zg-rs256]="http://127.0.0.1:$P_ZG$PATH_EXEC";        SCRIPT[zg-rs256]=exec
 URL[zg-fresh]="http://127.0.0.1:$P_ZG2$PATH_EXEC";       SCRIPT[zg-fresh]=fresh
 URL[zg-public]="http://127.0.0.1:$P_ZG$PATH_PUBLIC";     SCRIPT[zg-public]=public
+URL[zg-local]="http://127.0.0.1:$P_ZG3$PATH_EXEC";       SCRIPT[zg-local]=exec
 LABEL[nginx]="a nginx plain proxy (no auth)"
 LABEL[haproxy]="b HAProxy jwt_verify RS256 + map"
 LABEL[zg-rs256]="c zambda-guard RS256, repeated token"
 LABEL[zg-fresh]="d zambda-guard RS256, fresh token each"
 LABEL[zg-public]="e zambda-guard execute-public"
 LABEL[pingora]="f bare pingora proxy (no auth)"
+LABEL[zg-local]="g zambda-guard RS256, token not forwarded"
 
 log "load: wrk -t1 -c$CONNECTIONS -d${DURATION}s (after ${WARMUP}s warm-up), $ROUNDS rounds; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq 1 "$ROUNDS"); do
@@ -491,6 +504,8 @@ printf '%-52s %6s  (reported, no goal)\n' "req/s  zg fresh token / HAProxy jwt_v
   "$(ratio "${RPS[zg-fresh]:-}" "${RPS[haproxy]:-}")"
 goal "req/s  zg RS256 / zg public" "$(ratio "${RPS[zg-rs256]:-}" "${RPS[zg-public]:-}")" ">=" 0.95
 goal "p99    zg RS256 / nginx plain proxy" "$(ratio "${P99[zg-rs256]:-}" "${P99[nginx]:-}")" "<=" 1.5
+printf '%-52s %6s  (reported: authentication + authorization alone)\n' "req/s  zg RS256, token not forwarded / zg public" \
+  "$(ratio "${RPS[zg-local]:-}" "${RPS[zg-public]:-}")"
 printf '%-52s %6s  (reported: the floor pingora sets)\n' "req/s  bare pingora / nginx plain proxy" \
   "$(ratio "${RPS[pingora]:-}" "${RPS[nginx]:-}")"
 printf '%-52s %6s  (reported: zambda-guard over pingora)\n' "req/s  zg public / bare pingora" \

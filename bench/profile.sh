@@ -9,9 +9,11 @@
 #                         [--callgrind]
 #   --zg PATH     the binary (default target/dist/zambda-guard, else
 #                 target/release/zambda-guard)
-#   --callgrind   also run 2 s of a light load (-c4) under valgrind's
-#                 callgrind and print the inclusive cost of zambda-guard's
-#                 own request phases (instructions, not time)
+#   --callgrind   also count instructions per request under valgrind's
+#                 callgrind (4 s of wrk -t1 -c4 after a warm-up), for
+#                 zambda-guard and, when it was built with the same
+#                 profile, the bare pingora proxy (examples/bare_pingora.rs)
+#                 on the same load; then zambda-guard's own request phases
 # Prints: kernel / zambda-guard / libc shares, the top symbols, the
 # inclusive share of each proxy phase, and system calls per request.
 # Needs perf, strace (and valgrind for --callgrind); loopback only.
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_="$2"; shift 2 ;;
     --route) ROUTE="$2"; shift 2 ;;
     --callgrind) CALLGRIND=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
@@ -166,10 +168,38 @@ echo "($((R1 - R0)) requests in the window; strace slows the proxy, the counts p
 if [ "$CALLGRIND" = 1 ]; then
   command -v valgrind >/dev/null || { echo "missing valgrind" >&2; exit 1; }
   kill "$ZG_PID"; wait "$ZG_PID" 2>/dev/null || true
-  echo "== callgrind: 2 s of wrk -t1 -c4 (instructions per function, inclusive)"
+  # Counts only the load: counters zeroed after a warm-up, dumped after
+  # 4 s of wrk -t1 -c4, divided by the requests wrk completed.
+  per_request() { # NAME OUT PID URL: prints instructions per request
+    wrk -t1 -c4 -d1s -s "$WORK/load.lua" "$4" >/dev/null
+    callgrind_control -z "$3" >/dev/null 2>&1
+    n=$(wrk -t1 -c4 -d4s -s "$WORK/load.lua" "$4" | awk '/^REQUESTS/ {print $2}')
+    callgrind_control -d "$3" >/dev/null 2>&1
+    dump=$(ls -t "$2".* | head -1)
+    total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    printf '%-28s %9d requests %12d instructions per request\n' "$1" "$n" "$((total / n))"
+    DUMP=$dump N=$n
+  }
+  echo "== callgrind: instructions per request (wrk -t1 -c4, 4 s after a 1 s warm-up)"
   start_zg valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out"
-  wrk -t1 -c4 -d2s -s "$WORK/load.lua" "$URL" | grep REQUESTS
+  per_request "zambda-guard $ROUTE" "$WORK/callgrind.out" "$ZG_PID" "$URL"
+  ZG_DUMP=$DUMP ZG_N=$N
   kill -INT "$ZG_PID"; wait "$ZG_PID" 2>/dev/null || true
-  callgrind_annotate --inclusive=yes "$WORK/callgrind.out" 2>/dev/null |
-    grep -E 'zambda_guard::|pingora_proxy::HttpProxy|sha2|jsonwebtoken|mi_malloc|PROGRAM TOTALS' | head -30 | cut -c1-150 || true
+  BARE="$(dirname "$ZG")/examples/bare_pingora"
+  if [ -x "$BARE" ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/bare.out" \
+      "$BARE" "127.0.0.1:$P_ZG" "127.0.0.1:$P_BACKEND" >"$WORK/bare.log" 2>&1 &
+    BARE_PID=$!
+    PIDS+=($BARE_PID)
+    for _ in $(seq 1 300); do curl -fsS -o /dev/null -X POST "$URL" 2>/dev/null && break; sleep 0.1; done
+    per_request "bare pingora (same load)" "$WORK/bare.out" "$BARE_PID" "$URL"
+    kill -INT "$BARE_PID"; wait "$BARE_PID" 2>/dev/null || true
+  else
+    echo "(no $BARE: build it with the same profile to compare)"
+  fi
+  echo "-- zambda-guard's phases, inclusive instructions per request"
+  callgrind_annotate --inclusive=yes "$ZG_DUMP" 2>/dev/null |
+    grep -E 'zambda_guard::|insert_header|pingora_timeout::Timeout|sha2::|with_label_values' | head -24 |
+    awk -v n="$ZG_N" '{gsub(",", "", $1); name = $0; sub(/^[^?]*\?\?\?:/, "", name); sub(/ \[.*$/, "", name);
+      printf "%9d  %s\n", $1 / n, substr(name, 1, 110)}' || true
 fi

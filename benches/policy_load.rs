@@ -15,6 +15,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+/// The binary's allocator, so that repeated loads in one process cost what
+/// a reload in the running proxy costs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("policy load at scale");
     group.sample_size(10);
