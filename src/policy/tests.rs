@@ -937,13 +937,7 @@ fn the_fast_json_reader_agrees_with_the_parser() {
     for name in ["catalog.yaml", "roles.yaml", "actors.yaml"] {
         texts.push(std::fs::read_to_string(dir.join(name)).expect("shipped file"));
     }
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut random = |below: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % below.max(1) as u64) as usize
-    };
+    let mut random = seeded_random();
     for yaml in texts {
         let value: serde_json::Value = serde_yaml::from_str(&yaml).expect("valid YAML");
         let compact = serde_json::to_string(&value).unwrap();
@@ -1123,13 +1117,7 @@ fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
 
     // Mangled variants: wherever every piece parses, the whole parses to
     // the same file and the same lines.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut random = |below: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % below.max(1) as u64) as usize
-    };
+    let mut random = seeded_random();
     let mut agreed = 0;
     for round in 0..4000 {
         let base = &texts[round % texts.len()];
@@ -1571,4 +1559,16 @@ fn scale() {
     );
     assert!(median.as_nanos() < 1_000, "{median:?}");
     assert!(load_time.as_secs_f64() < 1.0, "{load_time:?}");
+}
+
+/// A fixed-seed xorshift generator: `random(n)` is in `0..n` (0 for 0), the
+/// same sequence on every run.
+fn seeded_random() -> impl FnMut(usize) -> usize {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    move |below| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below.max(1) as u64) as usize
+    }
 }
