@@ -82,7 +82,6 @@ impl Guard {
 
 /// What a decided request carries between the phases.
 pub struct Ctx {
-    _in_flight: crate::state::InFlight,
     started: Instant,
     request_id: String,
     route: Option<Route>,
@@ -564,7 +563,6 @@ impl ProxyHttp for Guard {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            _in_flight: self.state.begin_request(),
             started: Instant::now(),
             request_id: String::new(),
             route: None,

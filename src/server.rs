@@ -66,9 +66,14 @@ pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
 /// read). A connection carrying a later request was marked by
 /// [`Guard`]'s `persist_connection_context`; its wait for the next request
 /// stays bounded by the idle keep-alive timeout.
+///
+/// Also counts the request in flight from here, before its head is read:
+/// counted only once pingora had parsed it, a connection accepted just as a
+/// shutdown began looked idle, and the drain could end the process under it.
 struct HeadTimeout<A> {
     inner: Arc<A>,
     read_timeout: Duration,
+    state: Arc<State>,
 }
 
 #[async_trait]
@@ -83,6 +88,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
             None => session.set_keepalive(Some(self.read_timeout.as_secs().max(1))),
         }
         session.set_read_timeout(Some(self.read_timeout));
+        let _in_flight = self.state.begin_request();
         self.inner.process_new_http(session, shutdown).await
     }
 
@@ -199,6 +205,7 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
         HeadTimeout {
             inner: Arc::new(inner),
             read_timeout: config.limits.downstream_read_timeout,
+            state: state.clone(),
         },
     );
     match &state.tls {
@@ -272,8 +279,10 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-/// Ends the process once draining has started and no request is left in
-/// flight, instead of sleeping the whole drain timeout.
+/// Ends the process once draining has started and no request has been in
+/// flight for [`DRAIN_SETTLE`], instead of sleeping the whole drain timeout.
+/// The settle time covers a connection accepted just before the listeners
+/// closed whose task has not started yet.
 fn spawn_drain_monitor(server: &Server, state: Arc<State>) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || {
@@ -285,15 +294,25 @@ fn spawn_drain_monitor(server: &Server, state: Arc<State>) {
             }
         }
         tracing::info!(in_flight = state.in_flight(), "draining");
+        let mut idle_since: Option<std::time::Instant> = None;
         loop {
-            if state.in_flight() == 0 {
+            if state.in_flight() > 0 {
+                idle_since = None;
+            } else if idle_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                >= DRAIN_SETTLE
+            {
                 tracing::info!("drained; exiting");
                 std::process::exit(0);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
     });
 }
+
+/// How long nothing must be in flight before a draining process exits.
+const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 
 /// Runs until a shutdown signal; returns when the server has stopped.
 pub fn run(state: Arc<State>, upgrade: bool) {

@@ -25,11 +25,12 @@ pub struct State {
     pub tls: Option<Arc<crate::tls::Certificates>>,
     /// 1 for the start-up load, +1 for each successful reload.
     generation: AtomicU64,
-    /// Requests being processed now (for draining on shutdown).
+    /// Connections with a request being read or processed now (for
+    /// draining on shutdown).
     in_flight: AtomicUsize,
 }
 
-/// Counts one request as in flight for as long as it lives.
+/// Counts one connection's request as in flight for as long as it lives.
 pub struct InFlight(Arc<State>);
 
 impl Drop for InFlight {
@@ -66,13 +67,15 @@ impl State {
         }
     }
 
-    /// Marks a request in flight until the guard is dropped.
+    /// Marks a request in flight until the guard is dropped: from the
+    /// moment its connection is handed to the HTTP server, before its head
+    /// is read, so that a connection accepted just before shutdown counts.
     pub fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
     }
 
-    /// Requests being processed now.
+    /// Requests being read or processed now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
