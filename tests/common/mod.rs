@@ -296,9 +296,15 @@ impl Proxy {
         if let Some(layout) = setup.before_start {
             layout(&policies);
         }
-        let port = free_port();
-        let admin_port = free_port();
-        let config = format!(
+        let config_path = dir.path().join("config.yaml");
+        let log = dir.path().join("proxy.log");
+        // A port free when asked can be taken before the proxy binds it,
+        // and pingora then keeps retrying while whoever holds it answers
+        // in its place: start again on other ports when that happens.
+        for attempt in 1..=4 {
+            let port = free_port();
+            let admin_port = free_port();
+            let config = format!(
             "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin_port}\nthreads: 2\n\
              upstream:\n  address: {}\n  connect_timeout_ms: 500\n  read_timeout_ms: 2000\n{}\
              auth:\n  jwks_fetch_timeout_ms: 1000\n  issuers:\n{}\
@@ -311,27 +317,32 @@ impl Proxy {
             setup.policies_extra,
             setup.extra
         );
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = dir.path().join("proxy.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zambda-guard"));
-        command
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .envs(setup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = command.spawn().unwrap();
-        let proxy = Proxy {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
-            dir,
-            log,
-        };
-        proxy.wait_for("/healthz", 200).await;
-        proxy
+            std::fs::write(&config_path, config).unwrap();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_zambda-guard"));
+            command
+                .args(["run", "--config"])
+                .arg(&config_path)
+                .env("RUST_LOG", "info")
+                .envs(setup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            let mut child = command.spawn().unwrap();
+            let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+            wait_for(admin, "/healthz", 200, &log).await;
+            if attempt < 4 && lost_a_port(&log).await {
+                let _ = child.kill();
+                let _ = child.wait();
+                continue;
+            }
+            return Proxy {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                admin,
+                dir,
+                log,
+            };
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Sends a signal (`TERM`, `HUP`, `QUIT`, ...) to the process.
@@ -364,20 +375,7 @@ impl Proxy {
 
     /// Polls an admin path until it answers `status` (10 s at most).
     pub async fn wait_for(&self, path: &str, status: u16) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(r) = get(self.admin, path).await {
-                if r.status == status {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} did not answer {status} in time; proxy log:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for(self.admin, path, status, &self.log).await;
     }
 
     pub async fn ready(&self) {
@@ -403,6 +401,36 @@ impl Proxy {
         req.push_str("connection: close\r\n\r\n{}");
         send(self.addr, req.as_bytes()).await.unwrap()
     }
+}
+
+/// Polls an admin path until it answers `status` (10 s at most).
+async fn wait_for(admin: SocketAddr, path: &str, status: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = get(admin, path).await {
+            if r.status == status {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} did not answer {status} in time; proxy log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// True when the proxy could not bind one of its ports: pingora binds as
+/// it starts each service and warns at once when a port is in use.
+async fn lost_a_port(log: &Path) -> bool {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !read().contains("Starting service: zambda-guard proxy") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    read().contains("is in use")
 }
 
 impl Drop for Proxy {
