@@ -20,12 +20,14 @@ METRICS = {
     "zambda_guard_policy_last_reload_timestamp_seconds", "zambda_guard_jwks_refresh_total",
     "zambda_guard_jwks_keys", "zambda_guard_jwks_last_success_timestamp_seconds",
     "zambda_guard_token_cache_hits_total", "zambda_guard_token_cache_misses_total",
-    "zambda_guard_build_info",
+    "zambda_guard_build_info", "zambda_guard_rate_limited_total",
+    "zambda_guard_tls_certificate_reloads_total",
+    "zambda_guard_tls_certificate_not_after_timestamp_seconds",
 }
 METRIC_REF = re.compile(r"\bzambda_guard_[a-z_]+")
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 ALERTS = {"ZambdaGuardPolicyReloadFailing", "ZambdaGuardJwksStale", "ZambdaGuardDenyRateHigh",
-          "ZambdaGuard5xxRateHigh"}
+          "ZambdaGuard5xxRateHigh", "ZambdaGuardCertificateExpiringSoon"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -120,6 +122,10 @@ def test_prometheus_rule(observability):
     assert 'decision=~"deny|unauthenticated"' in alerts["ZambdaGuardDenyRateHigh"]["expr"]
     assert 'class=~"5xx|error"' in alerts["ZambdaGuard5xxRateHigh"]["expr"]
     assert "> 0.25" in alerts["ZambdaGuardDenyRateHigh"]["expr"]
+    expiry = alerts["ZambdaGuardCertificateExpiringSoon"]
+    assert metric_names(expiry["expr"]) == {"zambda_guard_tls_certificate_not_after_timestamp_seconds"}
+    assert "- time() < 1209600" in expiry["expr"]
+    assert "under 14 days" in expiry["annotations"]["description"]
 
 
 def test_prometheus_rule_settings(render):
