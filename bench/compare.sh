@@ -64,7 +64,8 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-KEYS="$ROOT/tests/fixtures/keys"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 WORK="$(mktemp -d /tmp/zg-compare.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -116,33 +117,8 @@ SIGN="$ROOT/target/release/examples/sign_tokens"
 [ -x "$ZG" ] || { echo "missing $ZG (run without --no-build)" >&2; exit 1; }
 [ -x "$SIGN" ] || { echo "missing $SIGN (run without --no-build)" >&2; exit 1; }
 
-# --- ports (loopback, free at the time of asking) ------------------------------
-# Below the ephemeral range, so that no outgoing connection (of this run or
-# of anything else on the machine) can hold the port when a server binds it.
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-used=" "
-free_port() {
-  local p
-  while :; do
-    p=$(( 10000 + RANDOM % (EPHEMERAL_LOW - 10000) ))
-    case "$used" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used="$used$p "
-      echo "$p"
-      return
-    fi
-  done
-}
-P_BACKEND=$(free_port); P_NGINX=$(free_port); P_HAPROXY=$(free_port)
-P_ZG=$(free_port); P_ZG_ADMIN=$(free_port); P_ZG2=$(free_port); P_ZG2_ADMIN=$(free_port)
-P_BARE=$(free_port); P_ZG3=$(free_port); P_ZG3_ADMIN=$(free_port)
-
-ISSUER=https://issuer.bench/
-AUDIENCE=https://api.bench
-SUBJECT=bench@clients
-PATH_EXEC=/v1/zambda/bench-fn/execute
-PATH_PUBLIC=/v1/zambda/bench-public/execute-public
-BODY='{"input":{"patient":"p-1","items":[1,2,3]}}'
+# --- ports (loopback; take_ports in bench/lib.sh) ---------------------------------
+take_ports P_BACKEND P_NGINX P_HAPROXY P_ZG P_ZG_ADMIN P_ZG2 P_ZG2_ADMIN P_BARE P_ZG3 P_ZG3_ADMIN
 
 # --- tokens --------------------------------------------------------------------
 log "signing 1 + $TOKENS RS256 tokens"
@@ -151,48 +127,10 @@ TOKEN="$("$SIGN" --count 1 --issuer "$ISSUER" --audience "$AUDIENCE" --subject "
   --ttl 7200 >"$WORK/tokens.txt"
 
 # --- backend: nginx, a fixed JSON answer -----------------------------------------
-mkdir -p "$WORK/backend" "$WORK/nginx"
-cat >"$WORK/backend/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/backend/body;
-  proxy_temp_path $WORK/backend/proxy;
-  fastcgi_temp_path $WORK/backend/fastcgi;
-  uwsgi_temp_path $WORK/backend/uwsgi;
-  scgi_temp_path $WORK/backend/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$P_BACKEND;
-    location / {
-      default_type application/json;
-      return 200 '{"status":200,"output":{"echo":true,"result":"ok"}}';
-    }
-  }
-}
-EOF
+backend_conf "$WORK/backend" "$P_BACKEND"
 
 # --- a: nginx plain reverse proxy ----------------------------------------------
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 120s;
+nginx_conf "$WORK/nginx" <<EOF
   upstream backend {
     server 127.0.0.1:$P_BACKEND;
     keepalive 128;
@@ -206,7 +144,6 @@ http {
       proxy_set_header Connection "";
     }
   }
-}
 EOF
 
 # --- b: HAProxy verifying the same JWTs ---------------------------------------------
@@ -252,51 +189,10 @@ backend be
   server s1 127.0.0.1:$P_BACKEND maxconn 1000
 EOF
 
-# --- c, d, e: zambda-guard ---------------------------------------------------------
-zg_config() { # dir port admin_port cache_entries
-  mkdir -p "$1/policies"
-  cat >"$1/policies/bench.yaml" <<EOF
-zambdas:
-  - id: 6f1c2f0e-0b7a-4b8e-9d59-3c2a1d0e5f01
-    name: bench-fn
-  - id: 7a2d3e1f-1c8b-4c9f-8e6a-4d3b2e1f6a02
-    name: bench-public
-    type: public
-roles:
-  - name: bench-callers
-    access_policy:
-      rule:
-        - action: Zambda:InvokeFunction
-          resource: [Zambda:Function:bench-fn]
-          effect: Allow
-actors:
-  - subject: "$SUBJECT"
-    roles: [bench-callers]
-EOF
-  cat >"$1/config.yaml" <<EOF
-listen: 127.0.0.1:$2
-admin_listen: 127.0.0.1:$3
-threads: 1
-upstream:
-  address: 127.0.0.1:$P_BACKEND
-auth:
-  issuers:
-    - issuer: $ISSUER
-      audiences: [$AUDIENCE]
-      algorithms: [RS256]
-      public_key_pem_file: $KEYS/rsa1-public.pem
-  token_cache_entries: $4
-  forward_authorization: ${5:-true}
-policies:
-  dir: policies
-  watch: false
-shutdown:
-  upgrade_sock: $1/upgrade.sock
-EOF
-}
-zg_config "$WORK/zg" "$P_ZG" "$P_ZG_ADMIN" 100000
-zg_config "$WORK/zg-fresh" "$P_ZG2" "$P_ZG2_ADMIN" 1000
-zg_config "$WORK/zg-local" "$P_ZG3" "$P_ZG3_ADMIN" 100000 false
+# --- c, d, e, g: zambda-guard (zg_config in bench/lib.sh) ----------------------------
+zg_config "$WORK/zg" "$P_ZG" "$P_ZG_ADMIN" "$P_BACKEND" 100000
+zg_config "$WORK/zg-fresh" "$P_ZG2" "$P_ZG2_ADMIN" "$P_BACKEND" 1000
+zg_config "$WORK/zg-local" "$P_ZG3" "$P_ZG3_ADMIN" "$P_BACKEND" 100000 false
 
 # --- wrk scripts -------------------------------------------------------------------
 cat >"$WORK/report.lua" <<'EOF'

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 ZG=""
 SECONDS_=5
 ROUTE=execute
@@ -53,71 +55,15 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-# ports below the ephemeral range, not in use by any socket
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-port() {
-  while :; do
-    p=$(( 10000 + RANDOM % (EPHEMERAL_LOW - 10000) ))
-    [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
-      { echo "$p"; return; }
-  done
-}
-P_BACKEND=$(port); P_ZG=$(port); P_ADMIN=$(port)
-while [ "$P_ZG" = "$P_BACKEND" ] || [ "$P_ADMIN" = "$P_ZG" ] || [ "$P_ADMIN" = "$P_BACKEND" ]; do
-  P_ZG=$(port); P_ADMIN=$(port)
-done
-
-mkdir -p "$WORK/backend" "$WORK/zg/policies"
-cat >"$WORK/backend/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/backend/body;
-  proxy_temp_path $WORK/backend/proxy;
-  fastcgi_temp_path $WORK/backend/fastcgi;
-  uwsgi_temp_path $WORK/backend/uwsgi;
-  scgi_temp_path $WORK/backend/scgi;
-  keepalive_requests 100000000;
-  server {
-    listen 127.0.0.1:$P_BACKEND;
-    location / { default_type application/json; return 200 '{"status":200,"output":{"echo":true}}'; }
-  }
-}
-EOF
-cat >"$WORK/zg/policies/bench.yaml" <<EOF
-zambdas:
-  - {id: 6f1c2f0e-0b7a-4b8e-9d59-3c2a1d0e5f01, name: bench-fn}
-  - {id: 7a2d3e1f-1c8b-4c9f-8e6a-4d3b2e1f6a02, name: bench-public, type: public}
-roles:
-  - name: bench-callers
-    access_policy: {rule: [{action: Zambda:InvokeFunction, resource: Zambda:Function:bench-fn, effect: Allow}]}
-actors:
-  - {subject: bench@clients, roles: [bench-callers]}
-EOF
-cat >"$WORK/zg/config.yaml" <<EOF
-listen: 127.0.0.1:$P_ZG
-admin_listen: 127.0.0.1:$P_ADMIN
-threads: 1
-upstream: {address: 127.0.0.1:$P_BACKEND}
-auth:
-  issuers:
-    - issuer: https://issuer.bench/
-      audiences: [https://api.bench]
-      algorithms: [RS256]
-      public_key_pem_file: $ROOT/tests/fixtures/keys/rsa1-public.pem
-policies: {dir: policies, watch: false}
-shutdown: {upgrade_sock: $WORK/zg/upgrade.sock}
-EOF
-TOKEN="$("$SIGN" --count 1 --ttl 7200)"
-if [ "$ROUTE" = execute ]; then ZPATH=/v1/zambda/bench-fn/execute; else ZPATH=/v1/zambda/bench-public/execute-public; fi
+take_ports P_BACKEND P_ZG P_ADMIN
+backend_conf "$WORK/backend" "$P_BACKEND"
+zg_config "$WORK/zg" "$P_ZG" "$P_ADMIN" "$P_BACKEND"
+TOKEN="$("$SIGN" --count 1 --issuer "$ISSUER" --audience "$AUDIENCE" --subject "$SUBJECT" --ttl 7200)"
+if [ "$ROUTE" = execute ]; then ZPATH=$PATH_EXEC; else ZPATH=$PATH_PUBLIC; fi
 cat >"$WORK/load.lua" <<EOF
 wrk.method = "POST"
 wrk.path = "$ZPATH"
-wrk.body = '{"input":{"patient":"p-1","items":[1,2,3]}}'
+wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 done = function(summary) io.write(string.format("REQUESTS %d\n", summary.requests)) end

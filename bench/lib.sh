@@ -1,0 +1,120 @@
+# Shared by bench/compare.sh and bench/profile.sh (sourced, not run): free
+# loopback ports, nginx configs (the fixed backend among them), and a
+# zambda-guard instance configured for the benchmark's tokens and policies.
+# Expects ROOT (the repository) to be set.
+
+ISSUER=https://issuer.bench/
+AUDIENCE=https://api.bench
+SUBJECT=bench@clients
+PATH_EXEC=/v1/zambda/bench-fn/execute
+PATH_PUBLIC=/v1/zambda/bench-public/execute-public
+BODY='{"input":{"patient":"p-1","items":[1,2,3]}}'
+KEYS="$ROOT/tests/fixtures/keys"
+
+# take_ports NAME...: sets each variable to a loopback port free at the time
+# of asking, none handed out twice in this run (so not in a subshell: call
+# it directly). Below the ephemeral range, so that no outgoing connection (of
+# this run or of anything else on the machine) can hold the port when a
+# server binds it.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+used_ports=" "
+take_ports() {
+  local name p
+  for name in "$@"; do
+    while :; do
+      p=$(( 10000 + RANDOM % (EPHEMERAL_LOW - 10000) ))
+      case "$used_ports" in *" $p "*) continue ;; esac
+      if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        used_ports="$used_ports$p "
+        printf -v "$name" '%s' "$p"
+        break
+      fi
+    done
+  done
+}
+
+# nginx_conf DIR: writes DIR/nginx.conf for one nginx worker whose files all
+# stay in DIR; the rest of the `http` block is read from stdin.
+nginx_conf() {
+  mkdir -p "$1"
+  {
+    cat <<EOF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+EOF
+    cat
+    echo "}"
+  } >"$1/nginx.conf"
+}
+
+# backend_conf DIR PORT: the fixed backend every system proxies to, nginx
+# answering every request with the same small JSON body.
+backend_conf() {
+  nginx_conf "$1" <<EOF
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      default_type application/json;
+      return 200 '{"status":200,"output":{"echo":true,"result":"ok"}}';
+    }
+  }
+EOF
+}
+
+# zg_config DIR PORT ADMIN_PORT BACKEND_PORT [CACHE_ENTRIES] [FORWARD_AUTHORIZATION]:
+# one zambda-guard instance (one worker thread) enforcing RS256 tokens of the
+# benchmark's issuer, with bench-fn callable by $SUBJECT and bench-public
+# public.
+zg_config() {
+  mkdir -p "$1/policies"
+  cat >"$1/policies/bench.yaml" <<EOF
+zambdas:
+  - id: 6f1c2f0e-0b7a-4b8e-9d59-3c2a1d0e5f01
+    name: bench-fn
+  - id: 7a2d3e1f-1c8b-4c9f-8e6a-4d3b2e1f6a02
+    name: bench-public
+    type: public
+roles:
+  - name: bench-callers
+    access_policy:
+      rule:
+        - action: Zambda:InvokeFunction
+          resource: [Zambda:Function:bench-fn]
+          effect: Allow
+actors:
+  - subject: "$SUBJECT"
+    roles: [bench-callers]
+EOF
+  cat >"$1/config.yaml" <<EOF
+listen: 127.0.0.1:$2
+admin_listen: 127.0.0.1:$3
+threads: 1
+upstream:
+  address: 127.0.0.1:$4
+auth:
+  issuers:
+    - issuer: $ISSUER
+      audiences: [$AUDIENCE]
+      algorithms: [RS256]
+      public_key_pem_file: $KEYS/rsa1-public.pem
+  token_cache_entries: ${5:-100000}
+  forward_authorization: ${6:-true}
+policies:
+  dir: policies
+  watch: false
+shutdown:
+  upgrade_sock: $1/upgrade.sock
+EOF
+}
