@@ -699,20 +699,15 @@ impl ProxyHttp for Guard {
             .map_err(|_| Error::explain(ErrorType::HTTPStatus(500), "bad upstream path"))?;
         up.set_uri(uri);
 
-        if up
+        // Empty, and so never allocated, unless a look-alike was sent.
+        let spoofed: Vec<http::HeaderName> = up
             .headers
             .keys()
-            .any(|name| is_reserved_header(name.as_str()))
-        {
-            let spoofed: Vec<http::HeaderName> = up
-                .headers
-                .keys()
-                .filter(|name| is_reserved_header(name.as_str()))
-                .cloned()
-                .collect();
-            for name in spoofed {
-                up.remove_header(&name);
-            }
+            .filter(|name| is_reserved_header(name.as_str()))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            up.remove_header(&name);
         }
         if !forward.keep_authorization {
             up.remove_header(&http::header::AUTHORIZATION);
