@@ -678,7 +678,7 @@ fn compile(
     Ok(Loaded {
         set,
         warnings,
-        files: paths.clone(),
+        files: paths,
     })
 }
 
