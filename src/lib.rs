@@ -37,6 +37,8 @@ pub mod config;
 pub mod demo;
 pub mod echo;
 pub mod explain;
+pub mod gate;
+pub mod limit;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -1,7 +1,8 @@
 //! Authentication: from an `Authorization` header to a verified [`Identity`].
 //!
 //! This module owns everything SPEC §2 says about tokens: bearer extraction
-//! ([`bearer()`]), the key sources of each issuer (`jwks_url`, `jwks_file`,
+//! ([`bearer()`]), the one reading of claims into an [`Identity`] and a
+//! policy principal ([`claims`]), the key sources of each issuer (`jwks_url`, `jwks_file`,
 //! `public_key_pem_file`, `hmac_secret_env`; see [`keys`]), their refresh
 //! (`jwks`), the token checks (`verify`) and the verified-token cache
 //! (`cache`). It knows nothing of policies or of HTTP statuses: it answers
@@ -22,6 +23,7 @@
 
 mod bearer;
 mod cache;
+pub mod claims;
 mod jwks;
 pub mod keys;
 mod verify;
@@ -38,6 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config;
 
 pub use bearer::bearer;
+pub use claims::{Named, Reading};
 pub use keys::jwk_from_public_pem;
 
 /// Tokens longer than this are refused before any parsing. Real access
@@ -390,12 +393,12 @@ impl Authenticator {
             verify::Lookup::KidRequired => return Err(Rejection::Invalid("key id required")),
         };
         let (key, claims) = verify::check_signature(token, &candidates, validation)?;
-        let identity = verify::identity(&claims, &issuer.name, &issuer.checks)?;
+        let identity = Identity::from_claims(&claims, &issuer.name, issuer.checks.reading())?;
         Ok(verify::Verified {
             identity: Arc::new(identity),
             issuer: index,
             fingerprint: key.fingerprint,
-            not_before: verify::numeric_claim(&claims, "nbf"),
+            not_before: claims::numeric_claim(&claims, "nbf"),
         })
     }
 }

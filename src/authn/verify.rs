@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::claims::Reading;
 use super::keys::{Fingerprint, Key, KeySet};
 use super::{Identity, Rejection};
 use crate::config::{self, ClaimPath};
@@ -54,6 +55,14 @@ impl Checks {
             validations,
             subject: issuer.subject_claim.clone(),
             roles: issuer.roles_claim.clone(),
+        }
+    }
+
+    /// The claims this issuer reads for subject and roles.
+    pub fn reading(&self) -> Reading<'_> {
+        Reading {
+            subject: &self.subject,
+            roles: self.roles.as_ref(),
         }
     }
 
@@ -255,61 +264,5 @@ fn rejection(kind: &ErrorKind) -> Rejection {
         | ErrorKind::Json(_)
         | ErrorKind::Utf8(_) => "malformed token",
         _ => "token invalid",
-    })
-}
-
-/// Subject and roles from verified claims.
-pub(crate) fn identity(
-    claims: &Value,
-    issuer: &Arc<str>,
-    checks: &Checks,
-) -> Result<Identity, Rejection> {
-    let subject = match checks.subject.get(claims) {
-        None => return Err(Rejection::Invalid("subject missing")),
-        // The subject becomes a request header upstream and a log field:
-        // control characters have no business in it.
-        Some(Value::String(s)) if !s.is_empty() && !s.chars().any(char::is_control) => s.clone(),
-        Some(_) => return Err(Rejection::Invalid("subject invalid")),
-    };
-    let roles = match &checks.roles {
-        None => Vec::new(),
-        Some(path) => roles(path.get(claims))?,
-    };
-    let expires_at = numeric_claim(claims, "exp").ok_or(Rejection::Invalid("claim malformed"))?;
-    Ok(Identity {
-        issuer: Arc::clone(issuer),
-        subject,
-        roles,
-        expires_at,
-    })
-}
-
-/// An array of strings, or one string of space-separated names; absent is
-/// no roles. Any other shape fails closed: a role named in the token may
-/// carry a Deny, so a claim that cannot be read is not read as "no roles".
-fn roles(claim: Option<&Value>) -> Result<Vec<String>, Rejection> {
-    const INVALID: Rejection = Rejection::Invalid("roles claim invalid");
-    match claim {
-        None => Ok(Vec::new()),
-        Some(Value::String(names)) => {
-            Ok(names.split_ascii_whitespace().map(String::from).collect())
-        }
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|item| item.as_str() != Some(""))
-            .map(|item| item.as_str().map(String::from).ok_or(INVALID))
-            .collect(),
-        Some(_) => Err(INVALID),
-    }
-}
-
-/// A NumericDate claim (jsonwebtoken's reading: non-negative, floats rounded).
-pub(crate) fn numeric_claim(claims: &Value, name: &str) -> Option<u64> {
-    let value = claims.get(name)?;
-    value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
-            .map(|f| f.round() as u64)
     })
 }

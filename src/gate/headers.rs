@@ -1,0 +1,98 @@
+//! The header rules of SPEC §1 that do not depend on the decision: which
+//! client headers could pose as the ones the proxy sets, the request id,
+//! and the `X-Forwarded-For` chain. Pure functions over bytes, so every
+//! door applies the same rules.
+
+use std::net::IpAddr;
+
+/// Headers the proxy sets for the backend; client-sent look-alikes are removed.
+pub const ZAMBDA_ID: &str = "x-zambda-id";
+pub const ZAMBDA_NAME: &str = "x-zambda-name";
+pub const ZAMBDA_ACTOR: &str = "x-zambda-actor";
+pub const ZAMBDA_ROLES: &str = "x-zambda-roles";
+pub const REQUEST_ID: &str = "x-oystehr-request-id";
+/// The project-id headers the Oystehr SDK sends (SPEC §1 check 3).
+pub const PROJECT_ID_HEADERS: [&str; 2] = ["x-oystehr-project-id", "x-zapehr-project-id"];
+
+/// The client's request id when it sent exactly one that is 1–128
+/// characters of `[A-Za-z0-9._:-]`, else a new UUID.
+pub fn request_id<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> String {
+    if let (Some(b), None) = (values.next(), values.next()) {
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|&c| c.is_ascii_alphanumeric() || b"-_.:".contains(&c))
+        {
+            if let Ok(s) = std::str::from_utf8(b) {
+                return s.to_string();
+            }
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// True for a client header that could pose as one the proxy sets or
+/// checks: the identity headers and the request id in any case or with `_`
+/// or `.` in place of `-`, anything else under `x-zambda-`, and `_`/`.`
+/// spellings of the project-id headers (which some backends read as the
+/// real ones, though the proxy never checked them). Header names arrive
+/// lower-cased. Runs for every forwarded header, so it compares in place.
+pub fn is_reserved(name: &str) -> bool {
+    let name = name.as_bytes();
+    // Every reserved spelling starts with `x` and a separator.
+    if name.len() < 3 || !name[0].eq_ignore_ascii_case(&b'x') || normalized(name[1]) != b'-' {
+        return false;
+    }
+    const PREFIX: &str = "x-zambda-";
+    (name.len() >= PREFIX.len() && spelled_as(&name[..PREFIX.len()], PREFIX))
+        || spelled_as(name, REQUEST_ID)
+        || PROJECT_ID_HEADERS
+            .iter()
+            .any(|real| spelled_as(name, real) && name != real.as_bytes())
+}
+
+/// A header-name byte with case and the `_`/`.` separators folded.
+fn normalized(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// True when `name` is `want` (lower case, `-` separators) up to case and
+/// separator spelling.
+fn spelled_as(name: &[u8], want: &str) -> bool {
+    name.len() == want.len()
+        && name
+            .iter()
+            .zip(want.bytes())
+            .all(|(&b, w)| normalized(b) == w)
+}
+
+/// `X-Forwarded-For` with the client address appended to every value
+/// received (read as one list); `None` when there is nothing to send.
+pub fn forwarded_for<'a>(
+    received: impl Iterator<Item = &'a [u8]>,
+    client: Option<IpAddr>,
+) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut all = String::new();
+    let hops = received
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    for hop in hops {
+        if !all.is_empty() {
+            all.push_str(", ");
+        }
+        all.push_str(hop);
+    }
+    if let Some(ip) = client {
+        if !all.is_empty() {
+            all.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(all, "{ip}");
+    }
+    (!all.is_empty()).then_some(all)
+}

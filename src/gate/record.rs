@@ -1,0 +1,118 @@
+//! What a decided request leaves behind: its metrics and its decision log
+//! line (SPEC §6), written the same way whichever door answered it.
+//!
+//! Labels stay bounded: `zambda` is a catalog name or `unknown`, never a
+//! subject, a token or a raw path; the subject appears only as a log field.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use super::outcome::{Label, Outcome, Refusal};
+use crate::metrics::Metrics;
+use crate::route::Route;
+
+/// What the gate learned on its way through the checks.
+#[derive(Debug, Default)]
+pub(super) struct Learned {
+    pub route: Option<Route>,
+    pub zambda: Option<String>,
+    pub actor: Option<String>,
+    /// The deciding rule, formatted only when its line will be written.
+    pub rule: Option<Cow<'static, str>>,
+    pub decision_time: Option<Duration>,
+}
+
+/// What the metrics and the decision log need of a decided request.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// `None` when the target matched no route.
+    pub route: Option<Route>,
+    /// The catalog name, once the Zambda is known.
+    pub zambda: Option<String>,
+    /// The token's subject, once verified.
+    pub actor: Option<String>,
+    pub label: Label,
+    /// A refusal's message, or the deciding rule of a policy decision.
+    pub reason: Cow<'static, str>,
+    /// Authentication and authorization together, when a token was decided.
+    pub decision_time: Option<Duration>,
+}
+
+impl Record {
+    pub(super) fn new(learned: Learned, outcome: &Outcome) -> Self {
+        let (label, reason) = match outcome {
+            Outcome::Forward(f) => (f.pass.label(), learned.rule.unwrap_or_default()),
+            Outcome::Refuse(r @ Refusal::Denied { .. }) => {
+                (r.label(), learned.rule.unwrap_or_default())
+            }
+            Outcome::Refuse(r) => (r.label(), r.message()),
+            // A preflight is answered without a token or a policy.
+            Outcome::Preflight => (Label::Public, Cow::Borrowed("")),
+        };
+        Record {
+            route: learned.route,
+            zambda: learned.zambda,
+            actor: learned.actor,
+            label,
+            reason,
+            decision_time: learned.decision_time,
+        }
+    }
+
+    /// The record of a request refused before the gate could decide it
+    /// (a protocol error while reading it).
+    pub fn refused(refusal: &Refusal) -> Self {
+        Record {
+            route: None,
+            zambda: None,
+            actor: None,
+            label: refusal.label(),
+            reason: refusal.message(),
+            decision_time: None,
+        }
+    }
+}
+
+/// How the request was answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    /// The status sent; 0 when none could be.
+    pub status: u16,
+    pub request_id: &'a str,
+    /// From the request's arrival to the end of its answer.
+    pub elapsed: Duration,
+}
+
+/// Counts the request in `requests_total`, `request_duration_seconds`,
+/// `decision_duration_seconds` and `rate_limited_total`.
+pub fn count(m: &Metrics, record: &Record, answer: &Answer<'_>) {
+    let route = record.route.map_or("none", Route::as_str);
+    let label = record.label.as_str();
+    let zambda = record.zambda.as_deref().unwrap_or("unknown");
+    m.requests.with_label_values(&[route, label, zambda]).inc();
+    m.request_duration
+        .with_label_values(&[route, label])
+        .observe(answer.elapsed.as_secs_f64());
+    if let Some(time) = record.decision_time {
+        m.decision_duration.observe(time.as_secs_f64());
+    }
+    if record.label == Label::RateLimited {
+        m.rate_limited.with_label_values(&[route]).inc();
+    }
+}
+
+/// Writes the decision line on the `zambda_guard::decision` target.
+pub fn log(record: &Record, answer: &Answer<'_>) {
+    tracing::info!(
+        target: "zambda_guard::decision",
+        request_id = %answer.request_id,
+        route = record.route.map_or("none", Route::as_str),
+        zambda = record.zambda.as_deref().unwrap_or("unknown"),
+        actor = record.actor.as_deref().unwrap_or("-"),
+        decision = record.label.as_str(),
+        status = answer.status,
+        reason = %record.reason,
+        latency_ms = answer.elapsed.as_secs_f64() * 1000.0,
+        "decision"
+    );
+}
