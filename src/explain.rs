@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::authn::{self, Authenticator, Identity};
+use crate::authn::{self, Authenticator, Identity, Named, Reading};
 use crate::config::Config;
 use crate::policy::{self, Explanation, Origin, RoleSource, Rule};
 
@@ -31,11 +31,16 @@ pub enum Format {
 
 /// The principal as resolved from a query.
 struct Resolved {
-    subject: String,
+    named: Named,
     issuer: Option<String>,
-    token_roles: Vec<String>,
     /// "verified token", "unverified token" or "given"
     how: &'static str,
+}
+
+impl Resolved {
+    fn principal(&self) -> policy::Principal<'_> {
+        self.named.principal(self.issuer.as_deref())
+    }
 }
 
 /// Explains the decision for `query` on `zambda` (id or name).
@@ -50,11 +55,7 @@ pub fn run(
     let z = set
         .zambda(zambda)
         .ok_or_else(|| format!("zambda {zambda:?} is not in the catalog"))?;
-    let principal = policy::Principal {
-        subject: &resolved.subject,
-        issuer: resolved.issuer.as_deref(),
-        token_roles: &resolved.token_roles,
-    };
+    let principal = resolved.principal();
     let explanation = set.explain(&principal, z);
     Ok(match format {
         Format::Json => {
@@ -73,55 +74,41 @@ fn resolve(config: &Config, query: Query) -> Result<Resolved, String> {
             issuer,
             roles,
         } => Ok(Resolved {
-            subject,
+            named: Named { subject, roles },
             issuer,
-            token_roles: roles,
             how: "given",
         }),
         Query::Token(token) => {
             let identity = verify(config, &token)?;
             Ok(Resolved {
-                subject: identity.subject.clone(),
+                named: Named {
+                    subject: identity.subject.clone(),
+                    roles: identity.roles.clone(),
+                },
                 issuer: Some(identity.issuer.to_string()),
-                token_roles: identity.roles.clone(),
                 how: "verified token",
             })
         }
         Query::UnverifiedToken(token) => {
+            // Read exactly as the proxy reads a verified token: the issuer
+            // picked by `iss`, its subject and roles claims, their checks.
             let claims = unverified_claims(&token)
                 .ok_or("the token is not a decodable JWS compact token")?;
-            let iss = claims.get("iss").and_then(Value::as_str).map(String::from);
-            let issuer = config
-                .auth
-                .issuers
-                .iter()
-                .find(|i| Some(&i.issuer) == iss.as_ref());
-            let (subject_claim, roles_claim) = match issuer {
-                Some(i) => (i.subject_claim.clone(), i.roles_claim.clone()),
-                None => (
-                    crate::config::ClaimPath::parse("sub").map_err(|e| e.to_string())?,
-                    None,
-                ),
-            };
-            let subject = subject_claim
-                .get(&claims)
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("the token has no string claim {subject_claim}"))?
-                .to_string();
-            let token_roles = match roles_claim.as_ref().and_then(|c| c.get(&claims)) {
-                Some(Value::String(s)) => s.split_whitespace().map(String::from).collect(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let iss = claims.get("iss").and_then(Value::as_str);
+            let known = iss.is_some_and(|iss| config.auth.issuers.iter().any(|i| i.issuer == iss));
+            // An issuer the config does not know is read the way every
+            // configured issuer reads claims, and said to be unknown.
+            let reading = Reading::for_claims(&config.auth, iss.filter(|_| known))?;
+            let named = authn::claims::read(&claims, reading)
+                .map_err(|why| format!("the proxy would refuse the token: {why}"))?;
             Ok(Resolved {
-                subject,
-                issuer: iss,
-                token_roles,
-                how: "unverified token",
+                named,
+                issuer: iss.map(String::from),
+                how: if known {
+                    "unverified token"
+                } else {
+                    "unverified token; its issuer is not configured, so the proxy would refuse it"
+                },
             })
         }
     }
@@ -208,7 +195,7 @@ fn to_json(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> Value {
         "decision": verdict(e),
         "zambda": {"id": z.id, "name": z.name, "type": z.kind.to_string()},
         "principal": {
-            "subject": r.subject,
+            "subject": r.named.subject,
             "issuer": r.issuer,
             "from": r.how,
             "actor_entries": e.actors.iter().map(|a| json!({
@@ -233,7 +220,7 @@ fn to_text(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> String {
     out.push_str(&format!("zambda:   {} (id {}, {})\n", z.name, z.id, z.kind));
     out.push_str(&format!(
         "actor:    {} (issuer {}; {})\n",
-        r.subject,
+        r.named.subject,
         r.issuer.as_deref().unwrap_or("any"),
         r.how
     ));
@@ -316,3 +303,6 @@ pub fn summary(config: &Config, loaded: &policy::Loaded) -> String {
         s.inert_rules,
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -371,8 +371,8 @@ fn the_config_gives_the_policy_directory_and_reads_claims() {
             "{sub: x, iss: https://other.test/}",
             "is not a configured issuer",
         ),
-        ("{sub: x, realm: {roles: 7}}", "roles claim must be"),
-        ("{realm: {roles: [reader]}}", "no subject"),
+        ("{sub: x, realm: {roles: 7}}", "roles claim invalid"),
+        ("{realm: {roles: [reader]}}", "subject missing"),
     ] {
         write(
             &file,

@@ -46,8 +46,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use yaml_rust2::parser::{Event, Parser};
 
-use crate::config::{ClaimPath, Config};
-use crate::policy::{self, Decision, Effect, Origin, Principal, Rule, Set};
+use crate::authn::{self, Named, Reading};
+use crate::config::Config;
+use crate::policy::{self, Decision, Effect, Origin, Rule, Set};
 
 /// The suffixes of policy test files.
 pub const SUFFIXES: [&str; 3] = [".test.yaml", ".test.yml", ".test.json"];
@@ -527,9 +528,8 @@ struct Ready {
 }
 
 struct Case {
-    subject: String,
+    named: Named,
     issuer: Option<String>,
-    token_roles: Vec<String>,
     zambda: String,
     expect: Expect,
     rule: Option<Expected>,
@@ -626,11 +626,7 @@ impl Expected {
 impl Case {
     /// `None` when the case passes, else (expected, decided).
     fn judge(&self, set: &Set) -> Option<(String, String)> {
-        let principal = Principal {
-            subject: &self.subject,
-            issuer: self.issuer.as_deref(),
-            token_roles: &self.token_roles,
-        };
+        let principal = self.named.principal(self.issuer.as_deref());
         // Resolved against this set, so the Zambda is in its catalog; were
         // it not, the proxy would answer 404: a deny.
         let decision = match set.zambda(&self.zambda) {
@@ -663,7 +659,7 @@ fn resolve(case: CaseContent, set: &Set, config: &mut LazyConfig<'_>) -> Result<
         .map(|rule| expected_rule(rule, case.expect, set))
         .transpose()?;
     let p = case.principal;
-    let (subject, issuer, token_roles) = match p.claims {
+    let (named, issuer) = match p.claims {
         Some(claims) => {
             if p.subject.is_some() || p.issuer.is_some() || p.roles.is_some() {
                 return Err(
@@ -685,17 +681,16 @@ fn resolve(case: CaseContent, set: &Set, config: &mut LazyConfig<'_>) -> Result<
             }
             // A token always has a subject; with none given, one that no
             // actor entry can have (entries' subjects are never empty).
-            (
-                p.subject.unwrap_or_default(),
-                p.issuer,
-                p.roles.unwrap_or_default(),
-            )
+            let named = Named {
+                subject: p.subject.unwrap_or_default(),
+                roles: p.roles.unwrap_or_default(),
+            };
+            (named, p.issuer)
         }
     };
     Ok(Case {
-        subject,
+        named,
         issuer,
-        token_roles,
         zambda: zambda.id.clone(),
         expect: case.expect,
         rule,
@@ -783,12 +778,9 @@ fn expected_rule(rule: Value, expect: Expect, set: &Set) -> Result<Expected, Str
     })
 }
 
-/// Subject, issuer and roles from a token's claims, read as the proxy reads
-/// a verified token's.
-fn from_claims(
-    claims: &Value,
-    config: &Config,
-) -> Result<(String, Option<String>, Vec<String>), String> {
+/// Subject, roles and issuer from a token's claims, read by the proxy's
+/// own rule ([`authn::claims`]).
+fn from_claims(claims: &Value, config: &Config) -> Result<(Named, Option<String>), String> {
     if !claims.is_object() {
         return Err("claims must be a mapping of claim names to values".to_owned());
     }
@@ -797,58 +789,9 @@ fn from_claims(
         Some(Value::String(iss)) => Some(iss.clone()),
         Some(_) => return Err("claims: `iss` must be a string".to_owned()),
     };
-    let (subject_claim, roles_claim): (&ClaimPath, Option<&ClaimPath>) = match &issuer {
-        Some(iss) => {
-            let Some(configured) = config.auth.issuers.iter().find(|i| i.issuer == *iss) else {
-                return Err(format!(
-                    "claims: iss {iss:?} is not a configured issuer (the proxy would refuse the token)"
-                ));
-            };
-            (&configured.subject_claim, configured.roles_claim.as_ref())
-        }
-        None => {
-            let mut readings = config
-                .auth
-                .issuers
-                .iter()
-                .map(|i| (&i.subject_claim, i.roles_claim.as_ref()));
-            let Some(first) = readings.next() else {
-                return Err("claims: the config has no issuer to read claims with".to_owned());
-            };
-            if readings.any(|reading| reading != first) {
-                return Err(
-                    "claims: the configured issuers read different subject or roles claims; add `iss`"
-                        .to_owned(),
-                );
-            }
-            first
-        }
-    };
-    let subject = match subject_claim.get(claims) {
-        Some(Value::String(s)) if !s.is_empty() && !s.chars().any(char::is_control) => s.clone(),
-        _ => {
-            return Err(format!(
-                "claims: no subject: `{subject_claim}` must be a non-empty string"
-            ))
-        }
-    };
-    let roles = match roles_claim.and_then(|claim| claim.get(claims)) {
-        None => Vec::new(),
-        Some(Value::String(names)) => names.split_ascii_whitespace().map(String::from).collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|item| item.as_str() != Some(""))
-            .map(|item| item.as_str().map(String::from))
-            .collect::<Option<Vec<String>>>()
-            .ok_or_else(|| {
-                "claims: the roles claim must be an array of strings or one string".to_owned()
-            })?,
-        Some(_) => {
-            return Err(
-                "claims: the roles claim must be an array of strings or one string (the proxy would refuse the token)"
-                    .to_owned(),
-            )
-        }
-    };
-    Ok((subject, issuer, roles))
+    let reading = Reading::for_claims(&config.auth, issuer.as_deref())
+        .map_err(|problem| format!("claims: {problem}"))?;
+    let named = authn::claims::read(claims, reading)
+        .map_err(|why| format!("claims: the proxy would refuse the token: {why}"))?;
+    Ok((named, issuer))
 }
