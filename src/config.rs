@@ -488,7 +488,7 @@ pub struct Issuer {
     pub keys: Vec<KeySource>,
     pub jwks_refresh: Duration,
     pub jwks_min_refetch: Duration,
-    /// Dotted path into the claims; the global value unless overridden.
+    /// Where the actor is read from; the global value unless overridden.
     pub subject_claim: ClaimPath,
     pub roles_claim: Option<ClaimPath>,
 }
@@ -520,32 +520,139 @@ impl fmt::Debug for KeySource {
     }
 }
 
-/// A claim name, or a dotted path into nested objects (`realm_access.roles`).
+/// Where a claim setting (`subject_claim`, `roles_claim`) finds its value
+/// in a token's claims (SPEC §2).
+///
+/// A text starting with `/` is a JSON pointer (RFC 6901). Any other text is
+/// first one top-level claim name, and only when the token has no claim of
+/// that name and the text has dots, a dotted path into nested objects. The
+/// name comes first because identity providers namespace custom claims with
+/// URLs (Auth0 requires `https://example.com/roles`): read as a path, such a
+/// name is never found and its roles, Denies included, would be lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimPath {
-    segments: Vec<String>,
+    /// As configured, for messages.
+    text: String,
+    reading: Reading,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reading {
+    /// The reference tokens of a JSON pointer, `~1` and `~0` already
+    /// decoded, so a lookup allocates nothing.
+    Pointer(Vec<String>),
+    /// The whole text as one name; with dots, the segments to try when no
+    /// claim has that name.
+    Name { dotted: Option<Vec<String>> },
 }
 
 impl ClaimPath {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let segments: Vec<String> = text.split('.').map(String::from).collect();
-        if segments.iter().any(String::is_empty) {
-            return Err(format!("claim path {text:?} has an empty segment"));
+        if text.is_empty() {
+            return Err("claim name is empty".to_string());
         }
-        Ok(ClaimPath { segments })
+        let reading = match text.strip_prefix('/') {
+            Some(pointer) => Reading::Pointer(
+                pointer
+                    .split('/')
+                    .map(|token| pointer_token(text, token))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None if text.contains('.') => {
+                let segments: Vec<String> = text.split('.').map(String::from).collect();
+                // A typo such as `realm_access..roles` would otherwise be
+                // read as a name no token carries: "no roles", silently.
+                if segments.iter().any(String::is_empty) {
+                    return Err(format!(
+                        "claim path {text:?} has an empty segment (a claim named so is reached by a JSON pointer: /{})",
+                        text.replace('~', "~0").replace('/', "~1")
+                    ));
+                }
+                Reading::Name {
+                    dotted: Some(segments),
+                }
+            }
+            None => Reading::Name { dotted: None },
+        };
+        Ok(ClaimPath {
+            text: text.to_string(),
+            reading,
+        })
     }
 
-    /// Looks the path up in a JSON object.
+    /// Looks the claim up in a token's claims.
     pub fn get<'v>(&self, claims: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
-        self.segments
-            .iter()
-            .try_fold(claims, |value, segment| value.get(segment))
+        match &self.reading {
+            Reading::Pointer(tokens) => {
+                tokens.iter().try_fold(claims, |value, token| match value {
+                    serde_json::Value::Array(items) => items.get(array_index(token)?),
+                    other => other.get(token.as_str()),
+                })
+            }
+            Reading::Name { dotted } => claims.get(self.text.as_str()).or_else(|| {
+                dotted.as_ref().and_then(|segments| {
+                    segments
+                        .iter()
+                        .try_fold(claims, |value, segment| value.get(segment.as_str()))
+                })
+            }),
+        }
+    }
+
+    /// One sentence on how the claim will be read, for `check`.
+    pub fn describe(&self) -> String {
+        match &self.reading {
+            Reading::Pointer(_) => format!("JSON pointer {}", self.text),
+            Reading::Name { dotted: None } => format!("claim {:?} (top-level name)", self.text),
+            Reading::Name { dotted: Some(_) } => format!(
+                "claim {:?} (top-level name; as a dotted path only if absent)",
+                self.text
+            ),
+        }
+    }
+}
+
+/// One reference token of a JSON pointer, unescaped: `~1` is `/`, `~0` is
+/// `~`, and any other `~` is an error (RFC 6901 §3).
+fn pointer_token(text: &str, token: &str) -> Result<String, String> {
+    if token.is_empty() {
+        return Err(format!(
+            "JSON pointer {text:?} has an empty reference token (no claim is named \"\")"
+        ));
+    }
+    let mut out = String::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '~' => match chars.next() {
+                Some('0') => out.push('~'),
+                Some('1') => out.push('/'),
+                _ => {
+                    return Err(format!(
+                        "JSON pointer {text:?}: '~' must be followed by 0 or 1 (write ~0 for '~', ~1 for '/')"
+                    ))
+                }
+            },
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// A pointer token as an array index: decimal digits, no leading zero
+/// (RFC 6901 §4).
+fn array_index(token: &str) -> Option<usize> {
+    let canonical = token == "0" || (!token.starts_with('0') && !token.is_empty());
+    if canonical && token.bytes().all(|b| b.is_ascii_digit()) {
+        token.parse().ok()
+    } else {
+        None
     }
 }
 
 impl fmt::Display for ClaimPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.segments.join("."))
+        f.write_str(&self.text)
     }
 }
 
