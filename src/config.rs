@@ -337,7 +337,7 @@ pub struct Config {
 pub struct Tls {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
-    pub pair: crate::tls::Pair,
+    pub pair: crate::pem::Pair,
 }
 
 /// A named backend: one or more addresses, round robin, optionally health
@@ -381,7 +381,7 @@ pub struct Upstream {
     /// SNI); never empty when `tls` is set.
     pub sni: String,
     /// Roots to verify the backend against instead of the system's.
-    pub ca: Option<crate::tls::UpstreamCa>,
+    pub ca: Option<crate::pem::UpstreamCa>,
     /// Only with `tls`: the backend's certificate is not checked at all.
     pub insecure_skip_verify: bool,
     pub path_template: Option<PathTemplate>,
@@ -896,7 +896,7 @@ impl Validator<'_> {
     fn tls(&mut self, t: FileTls) -> Option<Tls> {
         let cert_file = self.path(&t.cert_file);
         let key_file = self.path(&t.key_file);
-        match crate::tls::Pair::load(&cert_file, &key_file) {
+        match crate::pem::Pair::load(&cert_file, &key_file) {
             Ok(pair) => Some(Tls {
                 cert_file,
                 key_file,
@@ -995,7 +995,7 @@ impl Validator<'_> {
                 self.problem("upstream.ca_file", "only applies with upstream.tls: true");
                 None
             }
-            (Some(path), true) => match crate::tls::UpstreamCa::load(&self.path(path)) {
+            (Some(path), true) => match crate::pem::UpstreamCa::load(&self.path(path)) {
                 Ok(ca) => Some(ca),
                 Err(e) => {
                     self.problem("upstream.ca_file", e);
