@@ -1,6 +1,8 @@
 //! Config validation: defaults, the shipped reference file, and every
 //! problem reported with the key it is about.
 
+use std::time::Duration;
+
 use super::*;
 
 const ISSUER: &str = "auth:\n  issuers:\n    - issuer: https://auth.test/\n      audiences: [https://api.test]\n      algorithms: [RS256]\n      jwks_url: https://auth.test/jwks.json\n";
