@@ -26,6 +26,8 @@
 //! - [`server`]: assembles the pingora server from a config.
 //! - [`tls`]: the certificate served on `listen`, kept live and re-read
 //!   from disk; the checks of the upstream's certificate.
+//! - [`pem`]: certificate files read and checked (the served pair, the
+//!   upstream's CA), for the config and for [`tls`].
 //! - [`explain`]: the decision for one principal and Zambda, for the CLI.
 //! - [`tooling`]: policy tests (`test`) and the impact of a change (`diff`).
 //! - [`echo`]: the echo backend of the demo and of the end-to-end tests.
@@ -40,6 +42,7 @@ pub mod explain;
 pub mod gate;
 pub mod limit;
 pub mod metrics;
+pub mod pem;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -1,6 +1,8 @@
 //! Config validation: defaults, the shipped reference file, and every
 //! problem reported with the key it is about.
 
+use std::time::Duration;
+
 use super::*;
 
 const ISSUER: &str = "auth:\n  issuers:\n    - issuer: https://auth.test/\n      audiences: [https://api.test]\n      algorithms: [RS256]\n      jwks_url: https://auth.test/jwks.json\n";
@@ -148,6 +150,132 @@ fn claims_and_overrides() {
     let roles = b.roles_claim.as_ref().unwrap();
     let claims = serde_json::json!({"realm_access": {"roles": ["r1"]}});
     assert_eq!(roles.get(&claims), Some(&serde_json::json!(["r1"])));
+}
+
+/// Claim setting, claims, what the setting must find there (SPEC §2).
+type ClaimCase<'a> = (&'a str, serde_json::Value, Option<serde_json::Value>);
+
+#[test]
+fn claim_settings_read_names_paths_and_pointers() {
+    use serde_json::json;
+    let cases: Vec<ClaimCase<'_>> = vec![
+        // a plain name
+        ("roles", json!({"roles": ["a"]}), Some(json!(["a"]))),
+        ("roles", json!({"other": ["a"]}), None),
+        // a namespaced name is one claim, not a path through "https://example"
+        (
+            "https://example.com/roles",
+            json!({"https://example.com/roles": ["suspended"]}),
+            Some(json!(["suspended"])),
+        ),
+        (
+            "https://example.com/roles",
+            json!({"https://example": {"com/roles": ["nested"]}}),
+            Some(json!(["nested"])),
+        ),
+        ("https://example.com/roles", json!({"roles": ["a"]}), None),
+        // a dotted text: the top-level name first, the path only without it
+        (
+            "realm_access.roles",
+            json!({"realm_access": {"roles": ["r1"]}}),
+            Some(json!(["r1"])),
+        ),
+        (
+            "realm_access.roles",
+            json!({"realm_access.roles": ["flat"], "realm_access": {"roles": ["nested"]}}),
+            Some(json!(["flat"])),
+        ),
+        (
+            "realm_access.roles",
+            json!({"realm_access.roles": null, "realm_access": {"roles": ["nested"]}}),
+            Some(json!(null)),
+        ),
+        ("realm_access.roles", json!({"realm_access": ["r1"]}), None),
+        (
+            "a.b.c",
+            json!({"a": {"b": {"c": "deep"}}}),
+            Some(json!("deep")),
+        ),
+        // JSON pointers, with their escapes
+        (
+            "/realm_access/roles",
+            json!({"realm_access": {"roles": ["r1"]}}),
+            Some(json!(["r1"])),
+        ),
+        (
+            "/realm_access/roles",
+            json!({"/realm_access/roles": ["flat"]}),
+            None,
+        ),
+        (
+            "/https:~1~1example.com~1roles",
+            json!({"https://example.com/roles": ["x"]}),
+            Some(json!(["x"])),
+        ),
+        ("/a~0b", json!({"a~b": 1}), Some(json!(1))),
+        ("/a~01", json!({"a~1": 1, "a/": 2}), Some(json!(1))),
+        ("/a.b", json!({"a.b": 1, "a": {"b": 2}}), Some(json!(1))),
+        ("/groups/1", json!({"groups": ["x", "y"]}), Some(json!("y"))),
+        ("/groups/01", json!({"groups": ["x", "y"]}), None),
+        ("/groups/2", json!({"groups": ["x", "y"]}), None),
+        ("/groups/-", json!({"groups": ["x", "y"]}), None),
+    ];
+    for (text, claims, expected) in cases {
+        let path = ClaimPath::parse(text).unwrap();
+        assert_eq!(path.get(&claims), expected.as_ref(), "{text} in {claims}");
+        assert_eq!(path.to_string(), text);
+    }
+}
+
+#[test]
+fn claim_settings_say_how_they_are_read() {
+    for (text, described) in [
+        ("sub", "claim \"sub\" (top-level name)"),
+        (
+            "https://example.com/roles",
+            "claim \"https://example.com/roles\" (top-level name; as a dotted path only if absent)",
+        ),
+        (
+            "realm_access.roles",
+            "claim \"realm_access.roles\" (top-level name; as a dotted path only if absent)",
+        ),
+        ("/realm_access/roles", "JSON pointer /realm_access/roles"),
+    ] {
+        assert_eq!(ClaimPath::parse(text).unwrap().describe(), described);
+    }
+}
+
+#[test]
+fn claim_settings_refuse_what_cannot_name_a_claim() {
+    for (text, fragment) in [
+        ("", "empty"),
+        ("realm_access..roles", "empty segment"),
+        (".roles", "empty segment"),
+        ("roles.", "/roles."),
+        ("/", "empty reference token"),
+        ("/realm_access//roles", "empty reference token"),
+        ("/roles/", "empty reference token"),
+        ("/a~2b", "'~' must be followed by 0 or 1"),
+        ("/a~", "'~' must be followed by 0 or 1"),
+    ] {
+        let err = ClaimPath::parse(text).err().unwrap_or_default();
+        assert!(
+            err.contains(fragment),
+            "{text:?}: {fragment:?} not in {err:?}"
+        );
+    }
+    // through the config: the problem names its key
+    refused(
+        &format!("{ISSUER}  roles_claim: /a~2b\n"),
+        &["auth.roles_claim", "~"],
+    );
+    refused(
+        &ISSUER.replace(
+            "jwks_url: https://auth.test/jwks.json\n",
+            "jwks_url: https://auth.test/jwks.json\n      subject_claim: a..b\n",
+        ),
+        &["auth.issuers[0].subject_claim", "empty segment"],
+    );
 }
 
 #[test]
