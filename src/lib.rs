@@ -35,6 +35,7 @@
 
 pub mod admin;
 pub mod authn;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod echo;
@@ -49,6 +50,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod tls;
 pub mod tooling;
 

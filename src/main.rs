@@ -10,9 +10,10 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zambda_guard::config::{Config, LogFormat};
 use zambda_guard::explain::{self, Format, Query};
-use zambda_guard::reload::{Outcome, Reloader};
+use zambda_guard::reload::Reloader;
+use zambda_guard::store::{self, Reload};
 use zambda_guard::tooling::{cases, diff::Diff, diff::Flip};
-use zambda_guard::{authn, demo, policy, server};
+use zambda_guard::{authn, demo, server};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +112,10 @@ struct DiffArgs {
     fail_on: Vec<FailOn>,
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
+    /// A config to hold both sets to, as `run` would (every named upstream
+    /// configured); without it, only the policy files' own rules apply.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
     /// The policy directory before the change.
     old_dir: PathBuf,
     /// The policy directory after the change.
@@ -257,7 +262,7 @@ fn serve(config: Config, upgrade: bool, hangups: signal_hook::iterator::Signals)
 fn reload_on_hangup(reloader: Arc<Reloader>, mut hangups: signal_hook::iterator::Signals) {
     std::thread::spawn(move || {
         for _ in hangups.forever() {
-            if reloader.check("SIGHUP") == Outcome::Unchanged {
+            if reloader.reload_policies("SIGHUP") == Reload::Unchanged {
                 tracing::info!("SIGHUP: policies unchanged");
             }
             reloader.reload_certificate("SIGHUP");
@@ -274,9 +279,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     if let Err(e) = authn::Authenticator::new(&config.auth) {
         problems.push(e.to_string());
     }
-    let loaded = match policy::load_dir(&config.policies.dir)
-        .and_then(|l| zambda_guard::state::supported(&l.set, &config).map(|()| l))
-    {
+    let loaded = match store::load(&config) {
         Ok(l) => Some(l),
         Err(e) => {
             problems.extend(e.0.iter().map(ToString::to_string));
@@ -305,7 +308,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let set = match policy::load_dir(&config.policies.dir) {
+    let set = match store::load(&config) {
         Ok(l) => l.set,
         Err(e) => {
             eprintln!("error: invalid policies:\n{e}");
@@ -358,8 +361,15 @@ fn policy_test(args: &TestArgs) -> ExitCode {
 }
 
 fn diff(args: &DiffArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => match load_config(path) {
+            Ok(c) => Some(c),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     let load = |which: &str, dir: &std::path::Path| {
-        policy::load_dir(dir).map_err(|e| {
+        store::load_dir(dir, config.as_ref()).map_err(|e| {
             eprintln!("error: invalid {which} policies in {}:\n{e}", dir.display());
         })
     };

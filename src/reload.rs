@@ -18,15 +18,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 
 use crate::config::KeySource;
-use crate::policy;
 use crate::state::State;
+use crate::store::Reload;
 use crate::tls;
 
 /// Quiet time after the last event before a reload runs.
@@ -36,81 +35,22 @@ const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// How often the content is checked even without events.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What a reload attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Same content as the last attempt: nothing done, nothing counted.
-    Unchanged,
-    /// A new set is live.
-    Reloaded,
-    /// The new content is invalid; the last good set keeps serving.
-    Refused,
-}
-
-/// Serialises reloads (watcher, poll, SIGHUP) and remembers the content
-/// last attempted, so unchanged content is neither reloaded nor counted.
+/// Serialises nothing itself: the [`crate::store::Store`] owns loading and
+/// its serialisation; this drives it from events, the poll and SIGHUP.
 pub struct Reloader {
     state: Arc<State>,
-    last: Mutex<Option<[u8; 32]>>,
 }
 
 impl Reloader {
     /// For a state whose start-up set (generation 1) was just loaded.
     pub fn new(state: Arc<State>) -> Arc<Self> {
-        let first = fingerprint(&policy::read_sources(&state.config.policies.dir));
-        Arc::new(Reloader {
-            state,
-            last: Mutex::new(Some(first)),
-        })
+        Arc::new(Reloader { state })
     }
 
     /// Re-reads the policy directory; reloads when the content changed.
-    pub fn check(&self, why: &str) -> Outcome {
-        let Ok(mut last) = self.last.lock() else {
-            return Outcome::Unchanged;
-        };
-        let sources = policy::read_sources(&self.state.config.policies.dir);
-        let print = fingerprint(&sources);
-        if *last == Some(print) {
-            return Outcome::Unchanged;
-        }
-        *last = Some(print);
-        let metrics = &self.state.metrics;
-        let compiled = policy::compile_sources(sources).and_then(|loaded| {
-            crate::state::supported(&loaded.set, &self.state.config).map(|()| loaded)
-        });
-        match compiled {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    tracing::warn!("{w}");
-                }
-                let rules = loaded.set.stats().rules();
-                // Metrics first: whoever sees the new set's decisions also
-                // sees its reload counted.
-                metrics.policy_reloads.with_label_values(&["ok"]).inc();
-                metrics
-                    .policy_rules
-                    .set(i64::try_from(rules).unwrap_or(i64::MAX));
-                metrics.policy_last_reload_success.set(1);
-                metrics.policy_last_reload_timestamp.set(unix_now());
-                self.state.install(loaded.set);
-                tracing::info!(
-                    generation = self.state.generation(),
-                    trigger = why,
-                    "policies reloaded"
-                );
-                Outcome::Reloaded
-            }
-            Err(errors) => {
-                metrics.policy_reloads.with_label_values(&["error"]).inc();
-                metrics.policy_last_reload_success.set(0);
-                tracing::error!(
-                    trigger = why,
-                    "policy reload refused, the last good set keeps serving:\n{errors}"
-                );
-                Outcome::Refused
-            }
-        }
+    pub fn reload_policies(&self, why: &str) -> Reload {
+        let state = &self.state;
+        state.policies.reload(&state.config, &state.metrics, why)
     }
 
     /// Starts the watcher thread. It runs for the life of the process.
@@ -200,11 +140,11 @@ impl Reloader {
                         self.reload_certificate("watch");
                     }
                     if touched.policies {
-                        self.check("watch");
+                        self.reload_policies("watch");
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    self.check("poll");
+                    self.reload_policies("poll");
                     if !key_dirs.is_empty() {
                         self.reload_keys();
                     }
@@ -305,27 +245,4 @@ fn key_file_dirs(state: &State) -> Vec<PathBuf> {
     dirs.sort();
     dirs.dedup();
     dirs
-}
-
-/// A digest of every file the loader would read, names and contents, and of
-/// what it could not read.
-pub fn fingerprint(sources: &policy::Sources) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for (path, text) in &sources.texts {
-        h.update(path.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        h.update((text.len() as u64).to_le_bytes());
-        h.update(text.as_bytes());
-    }
-    for e in &sources.errors {
-        h.update(e.to_string().as_bytes());
-        h.update([0]);
-    }
-    h.finalize().into()
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -51,7 +51,7 @@ pub enum StartError {
 pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
     let auth = Authenticator::new(&config.auth)?;
     let state = Arc::new(State::new(config, auth));
-    let warnings = state.load_policies()?;
+    let warnings = state.policies.start(&state.config, &state.metrics)?;
     for w in warnings {
         tracing::warn!("{w}");
     }

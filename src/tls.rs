@@ -195,9 +195,7 @@ fn validity_warning(pair: &Pair, cert_file: &Path, now: i64) -> Option<String> {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

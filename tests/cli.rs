@@ -262,4 +262,33 @@ fn a_zambda_naming_an_unconfigured_upstream_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("c.yaml:2"), "{}", text(&o));
     assert!(text(&o).contains("upstream"), "{}", text(&o));
+
+    // Every command that loads the set refuses what `run` refuses.
+    let cases = dir.path().join("c.test.yaml");
+    std::fs::write(
+        &cases,
+        "cases:\n  - {principal: {subject: ann}, zambda: alpha, expect: deny}\n",
+    )
+    .unwrap();
+    let dirs = policies.display().to_string();
+    for args in [
+        vec![
+            "explain",
+            "--config",
+            &config,
+            "--subject",
+            "ann",
+            "--zambda",
+            "alpha",
+        ],
+        vec!["test", "--config", &config, cases.to_str().unwrap()],
+        vec!["diff", "--config", &config, &dirs, &dirs],
+    ] {
+        let o = zg(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("\"labs\""), "{args:?}: {}", text(&o));
+    }
+    // diff without a config holds the files to their own rules only.
+    let o = zg(&["diff", &dirs, &dirs]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -727,7 +727,7 @@ impl KeyStore {
         self.stats.refresh_ok.fetch_add(1, Relaxed);
         self.stats
             .last_success_unix
-            .store(super::unix_now(), Relaxed);
+            .store(crate::clock::unix_now(), Relaxed);
     }
 
     fn log_skipped(&self, source: &str, skipped: &[String]) {

@@ -35,8 +35,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::unix_now;
 use crate::config;
 
 pub use bearer::bearer;
@@ -413,10 +414,4 @@ impl fmt::Debug for Authenticator {
             .field("cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

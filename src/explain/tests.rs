@@ -44,7 +44,7 @@ fn token(claims: Value) -> String {
     let mut all = json!({
         "iss": ISSUER,
         "aud": "https://api.test",
-        "exp": crate::authn::unix_now() + 600,
+        "exp": crate::clock::unix_now() + 600,
     });
     if let (Some(all), Some(more)) = (all.as_object_mut(), claims.as_object()) {
         all.extend(more.clone());
@@ -108,7 +108,7 @@ fn decoding_a_token_of_an_unknown_issuer_says_the_proxy_would_refuse_it() {
         "iss": "https://other.test/",
         "sub": "dr-alice",
         "aud": "https://api.test",
-        "exp": crate::authn::unix_now() + 600,
+        "exp": crate::clock::unix_now() + 600,
     }));
     let out = run(
         &config(),

@@ -186,7 +186,7 @@ impl Gate {
         }
 
         // 4. a policy set; this one set decides the whole request
-        let Some(set) = self.state.policies.load_full() else {
+        let Some(set) = self.state.policies.current() else {
             return Outcome::Refuse(Refusal::NoPolicies);
         };
 

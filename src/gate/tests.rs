@@ -54,7 +54,7 @@ fn gate_with(extra: &str, loaded: bool) -> Gate {
     let state = Arc::new(State::new(config, auth));
     if loaded {
         let set = policy::load_texts(&[(Path::new("p.yaml"), POLICIES)]).unwrap();
-        state.install(set.set);
+        state.policies.install(set.set, &state.metrics);
     }
     Gate::new(state)
 }
@@ -63,7 +63,7 @@ fn token(claims: Value) -> String {
     let mut all = json!({
         "iss": ISSUER,
         "aud": "https://api.test",
-        "exp": crate::authn::unix_now() + 600,
+        "exp": crate::clock::unix_now() + 600,
     });
     if let (Some(all), Some(more)) = (all.as_object_mut(), claims.as_object()) {
         all.extend(more.clone());

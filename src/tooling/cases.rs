@@ -48,7 +48,8 @@ use yaml_rust2::parser::{Event, Parser};
 
 use crate::authn::{self, Named, Reading};
 use crate::config::Config;
-use crate::policy::{self, Decision, Effect, Origin, Rule, Set};
+use crate::policy::{Decision, Effect, Origin, Rule, Set};
+use crate::store;
 
 /// The suffixes of policy test files.
 pub const SUFFIXES: [&str; 3] = [".test.yaml", ".test.yml", ".test.json"];
@@ -146,9 +147,11 @@ pub fn run(paths: &[PathBuf], config: &Path) -> Result<Report, Invalid> {
                 }
             },
         };
+        // Held to the config as `run` would be, when there is one.
+        let held_to = config.get().ok();
         let set = sets
             .entry(dir.clone())
-            .or_insert_with(|| match policy::load_dir(&dir) {
+            .or_insert_with(|| match store::load_dir(&dir, held_to) {
                 Ok(loaded) => Some(loaded.set),
                 Err(errors) => {
                     problems.push(format!("invalid policies in {}:", dir.display()));

@@ -1,0 +1,218 @@
+//! The policy store: the one owner of loading policies, for every user.
+//!
+//! [`load`] is what every command means by "the policy set of this
+//! config": the directory read and compiled by [`policy`], then the checks
+//! that need the config (every named upstream configured). `run`, `check`,
+//! `explain`, `test` and `diff` all load through it, so none of them
+//! accepts a set that `run` refuses.
+//!
+//! [`Store`] holds the live set of a running proxy: the first load, each
+//! reload, the metrics of both, and the atomic swap. A load reads the
+//! directory once; the fingerprint of what it read is what the next reload
+//! compares with, so a change that lands while the first load runs is seen
+//! by the next check. Loads are serialised; a panic in one never makes a
+//! later one skip its work.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwapOption;
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::policy::{self, LoadError, LoadErrors, Loaded, Sources};
+
+/// Loads the config's policy directory as `run` would, without serving it.
+pub fn load(config: &Config) -> Result<Loaded, LoadErrors> {
+    load_dir(&config.policies.dir, Some(config))
+}
+
+/// Loads a policy directory; with a config, also applies the checks that
+/// need it, as `run` would.
+pub fn load_dir(dir: &Path, config: Option<&Config>) -> Result<Loaded, LoadErrors> {
+    compile(policy::read_sources(dir), config)
+}
+
+fn compile(sources: Sources, config: Option<&Config>) -> Result<Loaded, LoadErrors> {
+    let loaded = policy::compile_sources(sources)?;
+    if let Some(config) = config {
+        cross_check(&loaded.set, config)?;
+    }
+    Ok(loaded)
+}
+
+/// What a valid policy set asks of the config: every `upstream` named by a
+/// catalog entry must be configured under `upstreams`. Refused rather than
+/// silently routed to the default upstream.
+fn cross_check(set: &policy::Set, config: &Config) -> Result<(), LoadErrors> {
+    let errors: Vec<LoadError> = set
+        .zambdas()
+        .filter_map(|z| {
+            let upstream = z.upstream.as_ref()?;
+            if config.upstreams.contains_key(upstream) {
+                return None;
+            }
+            Some(LoadError {
+                file: z.file.to_path_buf(),
+                entry: Some(format!("zambda {}", z.name)),
+                line: z.line,
+                message: format!(
+                    "names upstream {upstream:?}, which is not configured under `upstreams` in the config"
+                ),
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+/// What a reload found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Same content as the last load: nothing done, nothing counted.
+    Unchanged,
+    /// A new set is live.
+    Installed,
+    /// The new content is invalid; the last good set keeps serving.
+    Refused,
+}
+
+/// The live policy set of a running proxy.
+pub struct Store {
+    /// `None` until the first set has loaded: requests then get 503.
+    current: ArcSwapOption<policy::Set>,
+    /// 1 for the start-up load, +1 for each successful reload.
+    generation: AtomicU64,
+    /// The fingerprint of the content last loaded or refused; held while a
+    /// load runs, so loads never overlap.
+    last: Mutex<Option<[u8; 32]>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Store {
+            current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The live set, for one request to decide against: one lock-free load.
+    pub fn current(&self) -> Option<Arc<policy::Set>> {
+        self.current.load_full()
+    }
+
+    /// True once a set is live.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// How many sets have been made live (0 before the first).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The start-up load (generation 1). Returns the load's warnings.
+    pub fn start(
+        &self,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> Result<Vec<policy::Warning>, LoadErrors> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let sources = policy::read_sources(&config.policies.dir);
+        let print = fingerprint(&sources);
+        let loaded = compile(sources, Some(config))?;
+        *last = Some(print);
+        self.install(loaded.set, metrics);
+        Ok(loaded.warnings)
+    }
+
+    /// Re-reads the policy directory and swaps a changed, valid set in.
+    /// An invalid one is refused, logged and counted; the last good set
+    /// keeps serving.
+    pub fn reload(&self, config: &Config, metrics: &Metrics, why: &str) -> Reload {
+        // A poisoned lock only means an earlier load panicked; its record
+        // of the content is still the last one attempted.
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let sources = policy::read_sources(&config.policies.dir);
+        let print = fingerprint(&sources);
+        if *last == Some(print) {
+            return Reload::Unchanged;
+        }
+        *last = Some(print);
+        match compile(sources, Some(config)) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{w}");
+                }
+                // Counted first: whoever sees the new set's decisions also
+                // sees its reload counted.
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                self.install(loaded.set, metrics);
+                tracing::info!(
+                    generation = self.generation(),
+                    trigger = why,
+                    "policies reloaded"
+                );
+                Reload::Installed
+            }
+            Err(errors) => {
+                metrics.policy_reloads.with_label_values(&["error"]).inc();
+                metrics.policy_last_reload_success.set(0);
+                tracing::error!(
+                    trigger = why,
+                    "policy reload refused, the last good set keeps serving:\n{errors}"
+                );
+                Reload::Refused
+            }
+        }
+    }
+
+    /// Makes `set` live, atomically, after its metrics: whoever sees the set
+    /// serving also sees it counted. [`Store::start`] and
+    /// [`Store::reload`] call it; tools and tests may install a set they
+    /// built themselves.
+    pub fn install(&self, set: policy::Set, m: &Metrics) {
+        let rules = set.stats().rules();
+        m.policy_rules.set(i64::try_from(rules).unwrap_or(i64::MAX));
+        m.policy_last_reload_success.set(1);
+        m.policy_last_reload_timestamp.set(clock::unix_seconds());
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        m.policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.current.store(Some(Arc::new(set)));
+        self.generation.store(generation, Ordering::Release);
+    }
+}
+
+/// A digest of every file the loader would read, names and contents, and of
+/// what it could not read.
+fn fingerprint(sources: &Sources) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (path, text) in &sources.texts {
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update((text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    for e in &sources.errors {
+        h.update(e.to_string().as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests;
