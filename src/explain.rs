@@ -1,6 +1,8 @@
-//! `zambda-guard explain` and `check`'s summary: the decision for one
-//! principal and Zambda, and why, computed by the same [`policy::Set`] code
-//! the proxy decides live requests with.
+//! `zambda-guard explain`: the decision for one principal and Zambda, and
+//! why. The decision is [`policy::Set::explain`]'s, which the policy tests
+//! hold to agree with [`policy::Set::decide`], what the proxy decides live
+//! requests with; tokens are read by the proxy's own rule
+//! ([`crate::authn::claims`]).
 
 use std::sync::Arc;
 
@@ -259,49 +261,6 @@ fn to_text(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> String {
         }
     }
     out
-}
-
-/// `check`'s warnings that need both config and policies.
-pub fn check_warnings(config: &Config, loaded: &policy::Loaded) -> Vec<String> {
-    let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-    let stats = loaded.set.stats();
-    if stats.zambdas == 0 && stats.actors == 0 && stats.roles == 0 {
-        warnings.push(format!(
-            "{}: the policy set is empty: every request will be denied",
-            config.policies.dir.display()
-        ));
-    }
-    if config.auth.issuers.len() > 1 {
-        let unbound = loaded.set.actors().filter(|a| a.issuer.is_none()).count();
-        if unbound > 0 {
-            warnings.push(format!(
-                "{unbound} actor(s) carry no `issuer` while {} issuers are configured: they match tokens from any of them",
-                config.auth.issuers.len()
-            ));
-        }
-    }
-    warnings.extend(crate::tls::warnings(config));
-    warnings
-}
-
-/// `check`'s one-paragraph summary.
-pub fn summary(config: &Config, loaded: &policy::Loaded) -> String {
-    let s = loaded.set.stats();
-    format!(
-        "ok: {} (listen {}, upstream {}, {} issuer(s))\n\
-         policies: {} file(s) in {}: {} zambda(s), {} role(s), {} actor(s), {} zambda rule(s), {} inert rule(s) of other services",
-        config.source.display(),
-        config.listen,
-        config.upstream.address_text,
-        config.auth.issuers.len(),
-        loaded.files.len(),
-        config.policies.dir.display(),
-        s.zambdas,
-        s.roles,
-        s.actors,
-        s.zambda_rules,
-        s.inert_rules,
-    )
 }
 
 #[cfg(test)]

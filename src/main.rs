@@ -12,7 +12,7 @@ use zambda_guard::config::{Config, LogFormat};
 use zambda_guard::explain::{self, Format, Query};
 use zambda_guard::reload::Reloader;
 use zambda_guard::store::{self, Reload};
-use zambda_guard::tooling::{cases, diff::Diff, diff::Flip};
+use zambda_guard::tooling::{cases, diff::Diff, diff::Flip, report};
 use zambda_guard::{authn, demo, server};
 
 #[derive(Parser)]
@@ -253,7 +253,11 @@ fn serve(config: Config, upgrade: bool, hangups: signal_hook::iterator::Signals)
         }
     }
     reload_on_hangup(reloader, hangups);
-    server::run(state, upgrade);
+    match server::run(state, upgrade) {
+        server::Stopped::Drained => tracing::info!("drained; exiting"),
+        server::Stopped::Finished => tracing::info!("stopped"),
+    }
+    // Returning ends the process, pingora's remaining threads with it.
     ExitCode::SUCCESS
 }
 
@@ -296,10 +300,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     let Some(loaded) = loaded else {
         return ExitCode::from(2);
     };
-    for w in explain::check_warnings(&config, &loaded) {
+    for w in report::warnings(&config, &loaded) {
         println!("warning: {w}");
     }
-    println!("{}", explain::summary(&config, &loaded));
+    println!("{}", report::summary(&config, &loaded));
     ExitCode::SUCCESS
 }
 

@@ -14,7 +14,7 @@
 //! period is our drain timeout, and a drain monitor ends the process as
 //! soon as no request is in flight rather than sleeping the whole drain.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -279,11 +279,21 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-/// Ends the process once draining has started and no request has been in
-/// flight for [`DRAIN_SETTLE`], instead of sleeping the whole drain timeout.
-/// The settle time covers a connection accepted just before the listeners
-/// closed whose task has not started yet.
-fn spawn_drain_monitor(server: &Server, state: Arc<State>) {
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Draining found nothing in flight for [`DRAIN_SETTLE`]: the process
+    /// may exit now, without sleeping the rest of the drain timeout.
+    Drained,
+    /// The server stopped by itself (fast shutdown, or the drain timeout).
+    Finished,
+}
+
+/// Reports [`Stopped::Drained`] once draining has started and no request
+/// has been in flight for [`DRAIN_SETTLE`]. The settle time covers a
+/// connection accepted just before the listeners closed whose task has not
+/// started yet.
+fn spawn_drain_monitor(server: &Server, state: Arc<State>, done: mpsc::Sender<Stopped>) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || {
         loop {
@@ -303,8 +313,9 @@ fn spawn_drain_monitor(server: &Server, state: Arc<State>) {
                 .elapsed()
                 >= DRAIN_SETTLE
             {
-                tracing::info!("drained; exiting");
-                std::process::exit(0);
+                tracing::info!("drained");
+                let _ = done.send(Stopped::Drained);
+                return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -314,15 +325,30 @@ fn spawn_drain_monitor(server: &Server, state: Arc<State>) {
 /// How long nothing must be in flight before a draining process exits.
 const DRAIN_SETTLE: Duration = Duration::from_millis(100);
 
-/// Runs until a shutdown signal; returns when the server has stopped.
-pub fn run(state: Arc<State>, upgrade: bool) {
+/// Runs until a shutdown signal; returns when the server has stopped or
+/// has drained, and says which. The caller ends the process.
+pub fn run(state: Arc<State>, upgrade: bool) -> Stopped {
     let grace = Duration::from_secs(state.config.shutdown.grace_period_seconds);
     if upgrade {
         prefetch_keys(&state, Duration::from_secs(10));
     }
     let server = build(state.clone(), upgrade);
-    spawn_drain_monitor(&server, state);
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { grace }),
-    });
+    let (done, stopped) = mpsc::channel();
+    spawn_drain_monitor(&server, state, done.clone());
+    let serve = move || {
+        server.run(RunArgs {
+            shutdown_signal: Box::new(Signals { grace }),
+        });
+        let _ = done.send(Stopped::Finished);
+    };
+    // The server runs on a thread of its own so that a drained process
+    // need not wait for pingora's drain timeout to end.
+    if let Err(e) = std::thread::Builder::new()
+        .name("zambda-guard-server".into())
+        .spawn(serve)
+    {
+        tracing::error!("cannot start the server thread: {e}");
+        return Stopped::Finished;
+    }
+    stopped.recv().unwrap_or(Stopped::Finished)
 }

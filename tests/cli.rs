@@ -72,6 +72,29 @@ fn check_accepts_the_shipped_files() {
     let out = text(&o);
     assert!(out.contains("4 zambda(s)"), "{out}");
     assert!(out.contains("inert rule"), "{out}");
+    // How each issuer's claims will be read (SPEC §2).
+    assert!(
+        out.contains("issuer https://auth.example.com/: subject from claim \"sub\" (top-level name); no roles read from tokens"),
+        "{out}"
+    );
+
+    // A namespaced roles claim is read by its whole name first.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "      public_key_pem_file: {}\n      roles_claim: https://example.com/roles\n",
+            pem.display()
+        ),
+    );
+    let o = zg(&["check", "--config", &config]);
+    assert!(
+        text(&o).contains("roles from claim \"https://example.com/roles\" (top-level name; as a dotted path only if absent)"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

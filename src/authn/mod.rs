@@ -190,7 +190,7 @@ pub struct Authenticator {
 /// One configured issuer: its checks, its keys and their fetch state.
 struct IssuerState {
     name: Arc<str>,
-    checks: verify::Checks,
+    requires: verify::Requirements,
     store: keys::KeyStore,
     fetch: jwks::FetchState,
 }
@@ -224,7 +224,7 @@ impl Authenticator {
             any_url |= store.has_url();
             by_name.insert(issuer.issuer.clone(), index);
             issuers.push(IssuerState {
-                checks: verify::Checks::new(issuer, leeway),
+                requires: verify::Requirements::new(issuer, leeway),
                 fetch: jwks::FetchState::new(issuer),
                 store,
                 name,
@@ -369,7 +369,7 @@ impl Authenticator {
             .ok_or(Rejection::Invalid("issuer not accepted"))?;
         let alg = parsed.header.alg;
         let validation = issuer
-            .checks
+            .requires
             .validation(alg)
             .ok_or(Rejection::Invalid("algorithm not allowed"))?;
         let kid = parsed.header.kid.as_deref();
@@ -393,8 +393,8 @@ impl Authenticator {
             verify::Lookup::NoKeyForAlg => return Err(Rejection::Invalid("no key for algorithm")),
             verify::Lookup::KidRequired => return Err(Rejection::Invalid("key id required")),
         };
-        let (key, claims) = verify::check_signature(token, &candidates, validation)?;
-        let identity = Identity::from_claims(&claims, &issuer.name, issuer.checks.reading())?;
+        let (key, claims) = verify::verify_signature(token, &candidates, validation)?;
+        let identity = Identity::from_claims(&claims, &issuer.name, issuer.requires.reading())?;
         Ok(verify::Verified {
             identity: Arc::new(identity),
             issuer: index,

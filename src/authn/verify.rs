@@ -26,14 +26,14 @@ use crate::config::{self, ClaimPath};
 const MALFORMED: Rejection = Rejection::Invalid("malformed token");
 
 /// What an issuer checks beyond the signature.
-pub(crate) struct Checks {
+pub(crate) struct Requirements {
     validations: Vec<(Algorithm, Validation)>,
     subject: ClaimPath,
     roles: Option<ClaimPath>,
 }
 
-impl Checks {
-    pub fn new(issuer: &config::Issuer, leeway: u64) -> Checks {
+impl Requirements {
+    pub fn new(issuer: &config::Issuer, leeway: u64) -> Requirements {
         let validations = issuer
             .algorithms
             .iter()
@@ -51,7 +51,7 @@ impl Checks {
                 (alg, v)
             })
             .collect();
-        Checks {
+        Requirements {
             validations,
             subject: issuer.subject_claim.clone(),
             roles: issuer.roles_claim.clone(),
@@ -212,7 +212,7 @@ pub(crate) fn lookup(set: &KeySet, kid: Option<&str>, alg: Algorithm) -> Lookup 
 }
 
 /// Verifies the signature with each candidate key in turn, then the claims.
-pub(crate) fn check_signature(
+pub(crate) fn verify_signature(
     token: &str,
     candidates: &[Arc<Key>],
     validation: &Validation,

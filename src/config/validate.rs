@@ -401,7 +401,7 @@ impl Validator<'_> {
         }
         let mut keys = Vec::new();
         if let Some(url) = f.jwks_url {
-            match check_jwks_url(&url) {
+            match validate_jwks_url(&url) {
                 Ok(()) => keys.push(KeySource::JwksUrl(url)),
                 Err(e) => self.problem(&format!("{at}.jwks_url"), e),
             }
@@ -544,7 +544,7 @@ pub fn is_hmac(alg: jsonwebtoken::Algorithm) -> bool {
 
 /// `https` anywhere; plain `http` only to a loopback host (a JWKS fetched in
 /// the clear from elsewhere could be swapped by anyone on the path).
-fn check_jwks_url(url: &str) -> Result<(), String> {
+fn validate_jwks_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
     match parsed.scheme() {
         "https" => Ok(()),

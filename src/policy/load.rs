@@ -838,7 +838,7 @@ impl Compiler {
         }
     }
 
-    /// Checks the merged catalog (unique ids, unique names, no name equal to
+    /// Requirements the merged catalog (unique ids, unique names, no name equal to
     /// another Zambda's id) and indexes it by id and by name.
     fn catalog(&mut self) {
         let mut ids: HashMap<&str, &Zambda> = HashMap::new();
@@ -1253,7 +1253,7 @@ fn partial_glob(part: &str) -> bool {
     part != "*" && part.contains(['*', '?'])
 }
 
-/// Checks one rule: shape everywhere; exactness where it faces Zambdas.
+/// Requirements one rule: shape everywhere; exactness where it faces Zambdas.
 fn check_rule(rule: &file::Rule) -> Checked<'_> {
     let mut problems = Vec::new();
     let effect = match rule.effect.as_str() {

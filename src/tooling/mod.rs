@@ -1,5 +1,6 @@
 //! Policy tooling for the command line: policy tests ([`cases`], `zambda-guard
-//! test`) and the impact of a policy change ([`diff`], `zambda-guard diff`).
+//! test`), the impact of a policy change ([`diff`], `zambda-guard diff`) and
+//! what `zambda-guard check` reports ([`report`]).
 //!
 //! Both answer from the code that decides live requests: a test case is
 //! decided by [`crate::policy::Set::decide`], and a diff compares the
@@ -8,6 +9,7 @@
 
 pub mod cases;
 pub mod diff;
+pub mod report;
 
 use std::path::{Component, Path, PathBuf};
 

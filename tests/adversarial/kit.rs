@@ -138,7 +138,7 @@ pub fn parts(token: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// Checks on what the backend received
+// Requirements on what the backend received
 // ---------------------------------------------------------------------------
 
 pub fn received(o: &Outcome) -> Result<&Received, String> {

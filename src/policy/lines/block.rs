@@ -468,7 +468,7 @@ fn key_value(content: &str) -> Option<(&str, &str)> {
     Some((key, value))
 }
 
-/// Checks a value or item that is read on this line only: no anchor, alias
+/// Requirements a value or item that is read on this line only: no anchor, alias
 /// or tag; quoted scalars and flow collections close on the line.
 fn checked(value: &str) -> Option<()> {
     if value.starts_with(['&', '*', '!', '%', '@', '`']) {
