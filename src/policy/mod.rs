@@ -60,13 +60,14 @@
 //! scanning rules, and lists everything that matched. [`Set::coverage`]
 //! reads the same slots policy by policy, for comparing two sets.
 
+mod compile;
 mod coverage;
 mod decide;
-mod file;
-mod lines;
+mod grammar;
 mod load;
 mod model;
-mod split;
+mod text;
+mod walk;
 
 #[cfg(test)]
 mod tests;

@@ -863,28 +863,29 @@ const PARSER_SHAPES: &[&str] = &[
 /// Asserts that the fast reader agrees with the parser on `text` (where it
 /// reads it at all) and returns whether it did.
 fn same_lines(text: &str) -> bool {
-    let Some(fast) = lines::block::index(text) else {
+    let Some(fast) = text::lines::block::index(text) else {
         return false;
     };
-    let slow = lines::Lines::walk(text, false);
+    let slow = text::lines::Lines::walk(text, false);
     same(&fast, &slow, text);
     true
 }
 
 /// Asserts that two line indexes of `text` agree on everything asked of
 /// them (entries' first lines, rules' and roles' lines).
-fn same(fast: &lines::Lines, slow: &lines::Lines, text: &str) {
+fn same(fast: &text::lines::Lines, slow: &text::lines::Lines, text: &str) {
     for (fast, slow, name) in [
         (&fast.zambdas, &slow.zambdas, "zambdas"),
         (&fast.roles, &slow.roles, "roles"),
         (&fast.actors, &slow.actors, "actors"),
     ] {
-        let firsts = |entries: &[lines::Entry]| entries.iter().map(|e| e.first).collect::<Vec<_>>();
+        let firsts =
+            |entries: &[text::lines::Entry]| entries.iter().map(|e| e.first).collect::<Vec<_>>();
         assert_eq!(firsts(fast), firsts(slow), "{name} in {text}");
     }
     for (section, entries) in [
-        (lines::Section::Roles, &slow.roles),
-        (lines::Section::Actors, &slow.actors),
+        (text::lines::Section::Roles, &slow.roles),
+        (text::lines::Section::Actors, &slow.actors),
     ] {
         for (i, entry) in entries.iter().enumerate() {
             for (j, &line) in entry.rules.iter().enumerate() {
@@ -911,10 +912,10 @@ const JSON_SHAPES: &[&str] = &[
 
 /// Asserts that the fast JSON reader agrees with the parser on `text`.
 fn same_json_lines(text: &str) -> bool {
-    let Some(fast) = lines::json::index(text) else {
+    let Some(fast) = text::lines::json::index(text) else {
         return false;
     };
-    let slow = lines::Lines::walk(text, true);
+    let slow = text::lines::Lines::walk(text, true);
     same(&fast, &slow, text);
     true
 }
@@ -929,7 +930,10 @@ fn the_fast_json_reader_agrees_with_the_parser() {
         assert!(same_json_lines(text), "not read fast:\n{text}");
     }
     for text in ["{\"ro\\u006ces\": []}", "[1]", "{\"roles\": [}", "{} x"] {
-        assert!(lines::json::index(text).is_none(), "read fast:\n{text}");
+        assert!(
+            text::lines::json::index(text).is_none(),
+            "read fast:\n{text}"
+        );
     }
     // The catalog, the fixture and the shipped policies, as JSON.
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
@@ -982,7 +986,10 @@ fn the_fast_line_reader_agrees_with_the_parser() {
         assert!(same_lines(text), "not read fast:\n{text}");
     }
     for text in PARSER_SHAPES {
-        assert!(lines::block::index(text).is_none(), "read fast:\n{text}");
+        assert!(
+            text::lines::block::index(text).is_none(),
+            "read fast:\n{text}"
+        );
     }
     let mut texts: Vec<String> = vec![CATALOG.to_owned(), FIXTURE.to_owned(), real_role()];
     for case in cases() {
@@ -1056,14 +1063,14 @@ const PIECE_SHAPES: &[&str] = &[
 
 /// Parses `text` in pieces of about `size` bytes, as a large file is
 /// loaded: `None` when it is not split or a piece does not parse alone.
-fn in_pieces(text: &str, size: usize) -> Option<(file::File, lines::Lines)> {
-    let pieces = split::split(text, size).filter(|pieces| pieces.len() > 1)?;
+fn in_pieces(text: &str, size: usize) -> Option<(text::file::File, text::lines::Lines)> {
+    let pieces = text::split::split(text, size).filter(|pieces| pieces.len() > 1)?;
     let path = Path::new("p.yaml");
     let parsed: Option<Vec<_>> = pieces
         .iter()
-        .map(|piece| load::parse_piece(path, piece))
+        .map(|piece| text::parse_piece(path, piece))
         .collect();
-    Some(load::merge(parsed?))
+    Some(text::merge(parsed?))
 }
 
 /// Asserts that `text` parsed in pieces (where it is) is `text` parsed
@@ -1072,12 +1079,12 @@ fn same_in_pieces(text: &str, size: usize) -> bool {
     let Some((content, lines)) = in_pieces(text, size) else {
         return false;
     };
-    let whole = load::deserialize(Path::new("p.yaml"), text)
+    let whole = text::deserialize(Path::new("p.yaml"), text)
         .unwrap_or_else(|e| panic!("parsed in pieces, not whole ({e}):\n{text}"));
     assert_eq!(format!("{content:?}"), format!("{whole:?}"), "{text}");
     // Each piece may be indexed by the fast reader or the parser: the
     // lines they answer agree.
-    let whole_lines = lines::Lines::index(text, false);
+    let whole_lines = text::lines::Lines::index(text, false);
     same(&lines, &whole_lines, text);
     same(&whole_lines, &lines, text);
     true
@@ -1096,7 +1103,7 @@ fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
         "roles:\n  - name: a\nroles:\n  - name: b\n",
         "roles:\n  - name: a\n - name: b\n",
     ] {
-        assert!(split::split(text, 1).is_none(), "split:\n{text}");
+        assert!(text::split::split(text, 1).is_none(), "split:\n{text}");
     }
     let mut texts: Vec<String> = vec![CATALOG.to_owned(), FIXTURE.to_owned(), real_role()];
     texts.extend(
@@ -1149,7 +1156,7 @@ fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
 fn a_large_file_loads_in_pieces_with_the_errors_of_the_whole() {
     let mut text = "zambdas:\n  - id: alpha\n    name: alpha-fn\nroles:\n".to_owned();
     let mut roles = 0;
-    while text.len() < 4 * load::PIECE_BYTES {
+    while text.len() < 4 * text::PIECE_BYTES {
         text.push_str(&format!(
             "  - name: role-{roles}\n    access_policy:\n      rule:\n        - action: [Zambda:InvokeFunction]\n          resource: [Zambda:Function:alpha]\n          effect: Allow\n"
         ));
@@ -1174,7 +1181,7 @@ fn a_large_file_loads_in_pieces_with_the_errors_of_the_whole() {
         1,
     );
     let errors = load_texts(&[(path, &bad)]).expect_err("invalid");
-    let whole = load::deserialize(path, &bad).expect_err("invalid");
+    let whole = text::deserialize(path, &bad).expect_err("invalid");
     assert_eq!(errors.0, vec![whole]);
     assert_eq!(errors.0[0].line, line_of(&bad, "colour: red"));
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 /// One policy file. Every section is optional and may be `null`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct File {
+pub(in crate::policy) struct File {
     #[serde(default)]
     pub zambdas: Option<Vec<Zambda>>,
     #[serde(default)]
@@ -40,7 +40,7 @@ impl File {
 /// A catalog entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Zambda {
+pub(in crate::policy) struct Zambda {
     pub id: String,
     pub name: String,
     /// `authenticated` (the default) or `public`.
@@ -54,7 +54,7 @@ pub(super) struct Zambda {
 /// A role, in the shape Oystehr returns it (`accessPolicy` is an alias).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Role {
+pub(in crate::policy) struct Role {
     pub name: String,
     #[serde(alias = "accessPolicy")]
     pub access_policy: AccessPolicy,
@@ -67,7 +67,7 @@ pub(super) struct Role {
 /// An actor: a token subject, optionally bound to one issuer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Actor {
+pub(in crate::policy) struct Actor {
     pub subject: String,
     #[serde(default)]
     pub issuer: Option<String>,
@@ -82,18 +82,18 @@ pub(super) struct Actor {
 /// An Oystehr access policy: `{rule: [...]}` or `{rule: {...}}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AccessPolicy {
+pub(in crate::policy) struct AccessPolicy {
     pub rule: Rules,
 }
 
 /// `rule`: a list of rules or a single rule object.
 #[derive(Debug)]
-pub(super) struct Rules(pub Vec<Rule>);
+pub(in crate::policy) struct Rules(pub Vec<Rule>);
 
 /// One rule of an access policy.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Rule {
+pub(in crate::policy) struct Rule {
     pub action: Strings,
     pub resource: Strings,
     /// `Allow` or `Deny`, checked by `load`.
@@ -105,7 +105,7 @@ pub(super) struct Rule {
 
 /// `action` / `resource`: one string or a list of strings.
 #[derive(Debug)]
-pub(super) struct Strings(pub Vec<String>);
+pub(in crate::policy) struct Strings(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Rules {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

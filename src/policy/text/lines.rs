@@ -14,22 +14,22 @@
 //! already reported the error). JSON is YAML for the walk; tabs, which YAML
 //! forbids as indentation but JSON allows as whitespace, are read as spaces.
 
-pub(super) mod block;
-pub(super) mod json;
+pub(in crate::policy) mod block;
+pub(in crate::policy) mod json;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 
 /// The three sections of a policy file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Section {
+pub(in crate::policy) enum Section {
     Zambdas,
     Roles,
     Actors,
 }
 
 impl Section {
-    pub(super) fn key(self) -> &'static str {
+    pub(in crate::policy) fn key(self) -> &'static str {
         match self {
             Section::Zambdas => "zambdas",
             Section::Roles => "roles",
@@ -40,7 +40,7 @@ impl Section {
 
 /// Where one entry of a section sits in its file (1-based lines).
 #[derive(Debug, Default)]
-pub(super) struct Entry {
+pub(in crate::policy) struct Entry {
     pub first: usize,
     pub last: usize,
     /// Line of each rule of the entry's access policy.
@@ -56,7 +56,7 @@ pub(super) struct Entry {
 
 /// The line index of one file.
 #[derive(Debug, Default)]
-pub(super) struct Lines {
+pub(in crate::policy) struct Lines {
     pub zambdas: Vec<Entry>,
     pub roles: Vec<Entry>,
     pub actors: Vec<Entry>,
@@ -64,7 +64,7 @@ pub(super) struct Lines {
 
 impl Lines {
     /// Indexes `text`; `json` selects the JSON reading of whitespace.
-    pub(super) fn index(text: &str, json: bool) -> Lines {
+    pub(in crate::policy) fn index(text: &str, json: bool) -> Lines {
         let fast = if json {
             json::index(text)
         } else {
@@ -74,7 +74,7 @@ impl Lines {
     }
 
     /// Indexes `text` with the YAML parser.
-    pub(super) fn walk(text: &str, json: bool) -> Lines {
+    pub(in crate::policy) fn walk(text: &str, json: bool) -> Lines {
         let mut lines = Lines::default();
         let mut walker = if json && text.contains('\t') {
             Walker::new(Parser::new(Box::new(Detab(text.chars()))))
@@ -88,7 +88,7 @@ impl Lines {
 
     /// Moves every line `offset` lines down: the index of a part of a file
     /// that starts `offset` lines into it.
-    pub(super) fn shift(&mut self, offset: usize) {
+    pub(in crate::policy) fn shift(&mut self, offset: usize) {
         for entry in self
             .zambdas
             .iter_mut()
@@ -111,7 +111,7 @@ impl Lines {
 
     /// Appends the entries of `other`, the index of a later part of the
     /// same file.
-    pub(super) fn append(&mut self, mut other: Lines) {
+    pub(in crate::policy) fn append(&mut self, mut other: Lines) {
         self.zambdas.append(&mut other.zambdas);
         self.roles.append(&mut other.roles);
         self.actors.append(&mut other.actors);
@@ -134,24 +134,29 @@ impl Lines {
     }
 
     /// Line where entry `index` of `section` starts.
-    pub(super) fn entry(&self, section: Section, index: usize) -> Option<usize> {
+    pub(in crate::policy) fn entry(&self, section: Section, index: usize) -> Option<usize> {
         self.section(section).get(index).map(|entry| entry.first)
     }
 
     /// Line of rule `rule` of the access policy of entry `index`.
-    pub(super) fn rule(&self, section: Section, index: usize, rule: usize) -> Option<usize> {
+    pub(in crate::policy) fn rule(
+        &self,
+        section: Section,
+        index: usize,
+        rule: usize,
+    ) -> Option<usize> {
         let entry = self.section(section).get(index)?;
         entry.rules.get(rule).copied().or(entry.rules_flow)
     }
 
     /// Line of the `role`-th role named by actor `index`.
-    pub(super) fn actor_role(&self, index: usize, role: usize) -> Option<usize> {
+    pub(in crate::policy) fn actor_role(&self, index: usize, role: usize) -> Option<usize> {
         let entry = self.actors.get(index)?;
         entry.roles.get(role).copied().or(entry.roles_flow)
     }
 
     /// The entry whose lines contain `line`, if any.
-    pub(super) fn entry_at(&self, line: usize) -> Option<(Section, usize)> {
+    pub(in crate::policy) fn entry_at(&self, line: usize) -> Option<(Section, usize)> {
         [Section::Zambdas, Section::Roles, Section::Actors]
             .into_iter()
             .find_map(|section| {

@@ -16,7 +16,7 @@
 use super::lines::Section;
 
 /// Entries of one section, as a document of their own.
-pub(super) struct Piece<'a> {
+pub(in crate::policy) struct Piece<'a> {
     pub section: Section,
     /// The entries' lines, from the first dash to the next entry's.
     pub entries: &'a str,
@@ -26,7 +26,7 @@ pub(super) struct Piece<'a> {
 
 impl Piece<'_> {
     /// The piece as a YAML document: the section key, then the entries.
-    pub(super) fn document(&self) -> String {
+    pub(in crate::policy) fn document(&self) -> String {
         let key = self.section.key();
         let mut document = String::with_capacity(key.len() + 2 + self.entries.len());
         document.push_str(key);
@@ -36,14 +36,14 @@ impl Piece<'_> {
     }
 
     /// How far the piece's line numbers are from the file's.
-    pub(super) fn offset(&self) -> usize {
+    pub(in crate::policy) fn offset(&self) -> usize {
         self.line.saturating_sub(2)
     }
 }
 
 /// Splits `text` into pieces of about `size` bytes each, in file order, or
 /// `None` when its root is anything but block lists of the three sections.
-pub(super) fn split(text: &str, size: usize) -> Option<Vec<Piece<'_>>> {
+pub(in crate::policy) fn split(text: &str, size: usize) -> Option<Vec<Piece<'_>>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut splitter = Splitter {
         text,
