@@ -284,7 +284,12 @@ impl Guard {
 
         // 6. the catalog
         let zambda = match set.zambda(&target.zambda) {
-            Some(z) if target.route == Route::Execute || z.kind == ZambdaKind::Public => z,
+            Some(z)
+                if z.kind.invocable_over_http()
+                    && (target.route == Route::Execute || z.kind == ZambdaKind::Public) =>
+            {
+                z
+            }
             _ => return Verdict::Refuse(Refusal::new(404, Decision::NotFound, "zambda not found")),
         };
         ctx.zambda = Some(zambda.name.clone());

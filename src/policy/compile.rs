@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::grammar::{check_rule, is_id, Kind, Resource};
 use super::load::{LoadError, LoadErrors, Loaded, Warning};
 use super::model::{
-    Actor, Holdings, Origin, Policy, Role, Rule, Set, Slots, Subject, Table, Target, Targets,
-    Zambda, ZambdaKind,
+    Actor, Effect, Holdings, Origin, Policy, Role, Rule, Set, Slots, Subject, Table, Target,
+    Targets, Zambda, ZambdaKind,
 };
 use super::text::file;
 use super::text::lines::{Lines, Section};
@@ -201,22 +201,37 @@ impl Compiler {
         let file = &*file;
         for (i, entry) in entries.into_iter().enumerate() {
             let at = At::new(file, Section::Zambdas, i, &entry.name);
-            for (what, value) in [("id", &entry.id), ("name", &entry.name)] {
-                if !is_id(value) {
-                    let message = format!("{what} {value:?} must match [A-Za-z0-9_-]+");
-                    self.error(&at, Part::Entry, message);
+            let id = entry.id.as_ref();
+            for (what, value) in [("id", id), ("name", Some(&entry.name))] {
+                match value {
+                    Some(value) if !is_id(value) => {
+                        let message = format!("{what} {value:?} must match [A-Za-z0-9_-]+");
+                        self.error(&at, Part::Entry, message);
+                    }
+                    _ => {}
                 }
             }
-            let kind = match entry.kind.as_deref() {
-                None | Some("authenticated") => ZambdaKind::Authenticated,
-                Some("public") => ZambdaKind::Public,
-                Some(other) => {
-                    let message =
-                        format!("type must be `authenticated` or `public`, not {other:?}");
-                    self.error(&at, Part::Entry, message);
-                    ZambdaKind::Authenticated
-                }
+            let mut kinds = [
+                ("type", &entry.kind),
+                ("triggerMethod", &entry.trigger_method),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value.as_deref()?)));
+            let given = kinds.next();
+            let kind = match given {
+                None => ZambdaKind::Authenticated,
+                Some((key, value)) => self.zambda_kind(&at, key, value),
             };
+            if let (Some((key, value)), Some((other_key, other))) = (given, kinds.next()) {
+                if zambda_kind(other).is_some_and(|other| other != kind) {
+                    let message = format!(
+                        "{key} {value:?} and {other_key} {other:?} disagree; give one of them"
+                    );
+                    self.error(&at, Part::Entry, message);
+                } else if zambda_kind(other).is_none() {
+                    self.zambda_kind(&at, other_key, other);
+                }
+            }
             if let Some(upstream) = &entry.upstream {
                 if upstream.is_empty()
                     || upstream
@@ -229,17 +244,32 @@ impl Compiler {
             }
             let index = self.set.zambdas.len() as u32;
             let line = at.line(Part::Entry);
+            let has_id = entry.id.is_some();
             self.set.zambdas.push(Zambda {
-                id: entry.id,
+                id: entry.id.unwrap_or_else(|| entry.name.clone()),
                 name: entry.name,
                 kind,
                 upstream: entry.upstream,
                 file: file.file.clone(),
                 line,
                 index,
+                has_id,
             });
             self.zambda_entries.push(i);
         }
+    }
+
+    /// The kind a `type` or `triggerMethod` value names, reporting a value
+    /// that names none.
+    fn zambda_kind(&mut self, at: &At<'_>, key: &str, value: &str) -> ZambdaKind {
+        zambda_kind(value).unwrap_or_else(|| {
+            let message = format!(
+                "{key} must be `authenticated`, `public`, `http_auth`, `http_open`, \
+                 `cron` or `subscription`, not {value:?}"
+            );
+            self.error(at, Part::Entry, message);
+            ZambdaKind::Authenticated
+        })
     }
 
     /// Checks the merged catalog (unique ids, unique names, no name equal to
@@ -249,14 +279,17 @@ impl Compiler {
         let mut names: HashMap<&str, &Zambda> = HashMap::new();
         let mut problems = Vec::new();
         for zambda in &self.set.zambdas {
-            if let Some(first) = ids.insert(&zambda.id, zambda) {
-                ids.insert(&first.id, first);
-                let message = format!(
-                    "id {:?} is already the id of {}",
-                    zambda.id,
-                    describe(first)
-                );
-                problems.push((zambda, message));
+            // A Zambda without an id is known by its name alone.
+            if zambda.has_id {
+                if let Some(first) = ids.insert(&zambda.id, zambda) {
+                    ids.insert(&first.id, first);
+                    let message = format!(
+                        "id {:?} is already the id of {}",
+                        zambda.id,
+                        describe(first)
+                    );
+                    problems.push((zambda, message));
+                }
             }
             if let Some(first) = names.insert(&zambda.name, zambda) {
                 names.insert(&first.name, first);
@@ -498,10 +531,13 @@ impl Compiler {
                 continue;
             };
             self.set.stats.zambda_rules += 1;
+            if valid {
+                self.missing(at, j, effect, invokes, &resources);
+            }
             if !invokes || !valid {
                 continue;
             }
-            let rule_targets = match self.targets(at, j, &resources) {
+            let rule_targets = match self.targets(&resources) {
                 Some(zambdas) if zambdas.is_empty() => continue,
                 Some(zambdas) => Targets::Some(zambdas.into_boxed_slice()),
                 None => Targets::All,
@@ -550,32 +586,70 @@ impl Compiler {
         index
     }
 
-    /// The Zambdas a valid invoking rule covers: `None` for every Zambda,
-    /// else their catalog indexes (names missing from the catalog warned).
-    fn targets(
+    /// Reports the Zambdas a valid Zambda-facing rule names that are not in
+    /// the catalog. Usually a warning: the rule covers nothing. But while
+    /// some Zambda is known by name only, the name may be that Zambda's id,
+    /// and a Deny must never silently cover nothing: then it is an error.
+    fn missing(
         &mut self,
         at: &At<'_>,
         rule: usize,
+        effect: Effect,
+        invokes: bool,
         resources: &[Resource<'_>],
-    ) -> Option<Vec<u32>> {
+    ) {
+        if !self.complete {
+            return;
+        }
+        let refuse = effect == Effect::Deny && self.set.any_zambda_without_id();
+        for resource in resources {
+            let Resource::Named(name) = resource else {
+                continue;
+            };
+            if self.set.zambda_keys.contains_key(*name) {
+                continue;
+            }
+            if refuse {
+                let message = format!(
+                    "this Deny names Zambda {name:?}, which is not in the catalog; \
+                     it may be the id of a Zambda defined without one, so name the \
+                     Zambda as the catalog does or give the catalog its ids"
+                );
+                self.error(at, Part::Rule(rule), message);
+            } else if invokes {
+                let message = format!("Zambda {name:?} is not in the catalog");
+                self.warn(at, Part::Rule(rule), message);
+            }
+        }
+    }
+
+    /// The Zambdas a valid invoking rule covers: `None` for every Zambda,
+    /// else their catalog indexes (names missing from the catalog are
+    /// reported by `missing`).
+    fn targets(&self, resources: &[Resource<'_>]) -> Option<Vec<u32>> {
         let mut zambdas = Vec::with_capacity(resources.len());
         for resource in resources {
             match resource {
                 Resource::All => return None,
-                Resource::Named(name) => match self.set.zambda_keys.get(*name) {
-                    Some(&zambda) => zambdas.push(zambda),
-                    None if self.complete => {
-                        let message = format!("Zambda {name:?} is not in the catalog");
-                        self.warn(at, Part::Rule(rule), message);
-                    }
-                    None => {}
-                },
+                Resource::Named(name) => zambdas.extend(self.set.zambda_keys.get(*name)),
             }
         }
         zambdas.sort_unstable();
         zambdas.dedup();
         Some(zambdas)
     }
+}
+
+/// The kind a `type` or `triggerMethod` value names: zambda-guard's words
+/// and Oystehr's trigger methods alike.
+fn zambda_kind(value: &str) -> Option<ZambdaKind> {
+    Some(match value {
+        "authenticated" | "http_auth" => ZambdaKind::Authenticated,
+        "public" | "http_open" => ZambdaKind::Public,
+        "cron" => ZambdaKind::Cron,
+        "subscription" => ZambdaKind::Subscription,
+        _ => return None,
+    })
 }
 
 fn describe(zambda: &Zambda) -> String {

@@ -71,6 +71,8 @@ mod walk;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_oystehr;
 
 pub use coverage::{Coverage, PolicyId};
 pub use decide::{Decision, Explanation, HeldRole, RoleSource};

@@ -51,6 +51,12 @@ impl Set {
         Set::default()
     }
 
+    /// Whether some Zambda of the catalog was defined without an id: a
+    /// path template naming `{id}` cannot be rendered for it.
+    pub fn any_zambda_without_id(&self) -> bool {
+        self.zambdas.iter().any(|zambda| !zambda.has_id)
+    }
+
     /// A Zambda by id, else by name.
     pub fn zambda(&self, id_or_name: &str) -> Option<&Zambda> {
         let index = *self.zambda_keys.get(id_or_name)?;
@@ -139,6 +145,9 @@ impl Stats {
 /// A catalog entry.
 #[derive(Debug)]
 pub struct Zambda {
+    /// Oystehr's id; for a definition without one (ids are assigned at
+    /// deploy), the name, so that `id` always identifies the Zambda within
+    /// its set. [`Zambda::has_id`] tells the two apart.
     pub id: String,
     pub name: String,
     pub kind: ZambdaKind,
@@ -147,6 +156,8 @@ pub struct Zambda {
     pub file: Arc<Path>,
     pub line: Option<usize>,
     pub(super) index: u32,
+    /// Whether the definition carried an id (else `id` is the name).
+    pub(super) has_id: bool,
 }
 
 impl Zambda {
@@ -154,15 +165,34 @@ impl Zambda {
     pub fn index(&self) -> u32 {
         self.index
     }
+
+    /// Whether the definition carried an id; a Zambda without one is
+    /// matched by name only, and a path template cannot name its id.
+    pub fn has_id(&self) -> bool {
+        self.has_id
+    }
 }
 
-/// How a Zambda is invoked.
+/// How a Zambda is invoked: Oystehr's trigger method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZambdaKind {
-    /// `execute`, with a token and permission.
+    /// `execute`, with a token and permission (Oystehr's `http_auth`).
     Authenticated,
-    /// `execute-public`, by anyone.
+    /// `execute-public`, by anyone (Oystehr's `http_open`).
     Public,
+    /// Run on a schedule, never over HTTP: both routes answer 404.
+    Cron,
+    /// Run on a FHIR subscription, never over HTTP: both routes answer 404.
+    Subscription,
+}
+
+impl ZambdaKind {
+    /// Whether either route may invoke it. A `cron` or `subscription`
+    /// Zambda is in the catalog (so metrics can name it) but is answered
+    /// like an unknown Zambda, as Oystehr does.
+    pub fn invocable_over_http(self) -> bool {
+        matches!(self, ZambdaKind::Authenticated | ZambdaKind::Public)
+    }
 }
 
 impl fmt::Display for ZambdaKind {
@@ -170,6 +200,8 @@ impl fmt::Display for ZambdaKind {
         f.write_str(match self {
             ZambdaKind::Authenticated => "authenticated",
             ZambdaKind::Public => "public",
+            ZambdaKind::Cron => "cron",
+            ZambdaKind::Subscription => "subscription",
         })
     }
 }

@@ -392,7 +392,7 @@ fn cases() -> Vec<Case> {
         case("an unknown top-level key", "policies: []\n".to_owned(), ALICE, "alpha", Error("policy.yaml:1: unknown field `policies`")),
         case("an unknown key on an actor", "actors:\n  - subject: alice\n    role: [x]\n".to_owned(), ALICE, "alpha", Error("actors[0]: unknown field `role`")),
         case("an id outside [A-Za-z0-9_-]", "zambdas:\n  - id: a/b\n    name: delta\n".to_owned(), ALICE, "alpha", Error("zambdas[0] (delta): id \"a/b\" must match")),
-        case("an unknown Zambda type", "zambdas:\n  - id: d\n    name: delta\n    type: private\n".to_owned(), ALICE, "alpha", Error("type must be `authenticated` or `public`, not \"private\"")),
+        case("an unknown Zambda type", "zambdas:\n  - id: d\n    name: delta\n    type: private\n".to_owned(), ALICE, "alpha", Error("type must be `authenticated`, `public`, `http_auth`, `http_open`, `cron` or `subscription`, not \"private\"")),
         case("a role name with a comma", roles(&[role("a,b", "*", "*", "Allow")]), ALICE, "alpha", Error("contains a comma")),
         case("an unquoted *", "actors:\n  - subject: alice\n    access_policy: {rule: {action: *, resource: \"*\", effect: Deny}}\n".to_owned(), ALICE, "alpha", Error("policy.yaml:3: did not find expected alphabetic or numeric character at line 3 column 37, while scanning an alias at line 3 column 36 (a bare `*` must be quoted: \"*\")")),
         case("a type error", "actors:\n  - subject: alice\n    roles: lab\n".to_owned(), ALICE, "alpha", Error("policy.yaml:3: actors[0].roles: invalid type: string \"lab\", expected a sequence")),

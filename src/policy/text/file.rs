@@ -37,18 +37,43 @@ impl File {
     }
 }
 
-/// A catalog entry.
+/// A catalog entry: zambda-guard's own shape, or a Zambda object as
+/// Oystehr's API returns it (`triggerMethod`, `runtime`, `status`, …).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(in crate::policy) struct Zambda {
-    pub id: String,
+    /// Assigned by Oystehr at deploy; definitions kept in code have none.
+    #[serde(default)]
+    pub id: Option<String>,
     pub name: String,
-    /// `authenticated` (the default) or `public`.
+    /// `authenticated` (the default), `public`, or Oystehr's
+    /// `http_auth`, `http_open`, `cron`, `subscription`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// Oystehr's name for `type`, with the same values.
+    #[serde(default, rename = "triggerMethod")]
+    pub trigger_method: Option<String>,
     /// A named upstream (SPEC §7); absent means the default upstream.
     #[serde(default)]
     pub upstream: Option<String>,
+    // Fields of Oystehr's object that say nothing about invoking it over
+    // HTTP: accepted with any value so that an export loads unchanged.
+    // `status` too: an inactive Zambda is still forwarded, the backend
+    // decides.
+    #[serde(default, rename = "runtime")]
+    pub _runtime: Option<IgnoredAny>,
+    #[serde(default, rename = "status")]
+    pub _status: Option<IgnoredAny>,
+    #[serde(default, rename = "schedule")]
+    pub _schedule: Option<IgnoredAny>,
+    #[serde(default, rename = "fileInfo")]
+    pub _file_info: Option<IgnoredAny>,
+    #[serde(default, rename = "memorySize")]
+    pub _memory_size: Option<IgnoredAny>,
+    #[serde(default, rename = "timeoutInSeconds")]
+    pub _timeout_in_seconds: Option<IgnoredAny>,
+    #[serde(default, rename = "executionRoleId")]
+    pub _execution_role_id: Option<IgnoredAny>,
 }
 
 /// A role, in the shape Oystehr returns it (`accessPolicy` is an alias).
