@@ -42,6 +42,7 @@ pub(super) fn compile(
         warnings,
         complete,
         zambda_entries: Vec::new(),
+        role_entries: Vec::new(),
         actor_entries: Vec::new(),
         scratch: Vec::new(),
     };
@@ -53,6 +54,7 @@ pub(super) fn compile(
     for file in &mut parsed {
         compiler.roles(file);
     }
+    compiler.role_ids();
     for file in &mut parsed {
         compiler.actors(file);
     }
@@ -168,8 +170,9 @@ struct Compiler {
     warnings: Vec<Warning>,
     /// Whether every file parsed.
     complete: bool,
-    /// Each Zambda's and each actor's index within its file's section.
+    /// Each Zambda's, role's and actor's index within its file's section.
     zambda_entries: Vec<usize>,
+    role_entries: Vec<usize>,
     actor_entries: Vec<usize>,
     /// A buffer `policy` reuses.
     scratch: Vec<Target>,
@@ -340,8 +343,12 @@ impl Compiler {
             if let Some(problem) = name_problem(&entry.name) {
                 self.error(&at, Part::Entry, format!("name {:?} {problem}", entry.name));
             }
+            if let Some(problem) = entry.id.as_deref().and_then(name_problem) {
+                let message = format!("id {:?} {problem}", entry.id.as_deref().unwrap_or_default());
+                self.error(&at, Part::Entry, message);
+            }
             let index = self.set.roles.len() as u32;
-            match self.set.role_names.get(entry.name.as_str()) {
+            match self.set.role_keys.get(entry.name.as_str()) {
                 Some(&other) => {
                     let other = self.set.roles.get(other as usize);
                     let message = format!(
@@ -354,9 +361,7 @@ impl Compiler {
                     self.error(&at, Part::Entry, message);
                 }
                 None => {
-                    self.set
-                        .role_names
-                        .insert(entry.name.as_str().into(), index);
+                    self.set.role_keys.insert(entry.name.as_str().into(), index);
                 }
             }
             let origin = Origin::Role {
@@ -373,6 +378,106 @@ impl Compiler {
                 file: file.file.clone(),
                 line,
             });
+            self.role_entries.push(i);
+        }
+    }
+
+    /// Checks role ids across files (unique, and never another role's
+    /// name, so that a name or id in a file or token names one role) and
+    /// indexes the roles by id beside their names.
+    fn role_ids(&mut self) {
+        let mut ids: HashMap<&str, &Role> = HashMap::new();
+        let mut problems = Vec::new();
+        for (index, role) in self.set.roles.iter().enumerate() {
+            let Some(id) = role.id.as_deref() else {
+                continue;
+            };
+            if let Some(first) = ids.insert(id, role) {
+                ids.insert(id, first);
+                let message = format!("id {id:?} is already the id of {}", describe_role(first));
+                problems.push((index, message));
+            }
+            match self.set.role_keys.get(id) {
+                Some(&other) if other as usize != index => {
+                    let other = self.set.roles.get(other as usize);
+                    let message = format!(
+                        "id {id:?} is the name of {}",
+                        other.map(describe_role).unwrap_or_default()
+                    );
+                    problems.push((index, message));
+                }
+                _ => {}
+            }
+        }
+        let keys: Vec<(Box<str>, u32)> = ids
+            .into_iter()
+            .filter_map(|(id, role)| {
+                let index = *self.set.role_keys.get(role.name.as_str())?;
+                Some((id.into(), index))
+            })
+            .collect();
+        for (index, message) in problems {
+            let (Some(role), Some(&i)) = (self.set.roles.get(index), self.role_entries.get(index))
+            else {
+                continue;
+            };
+            self.errors.push(LoadError {
+                file: role.file.to_path_buf(),
+                entry: Some(label(Section::Roles, i, &role.name)),
+                line: role.line,
+                message,
+            });
+        }
+        for (id, index) in keys {
+            self.set.role_keys.entry(id).or_insert(index);
+        }
+    }
+
+    /// The roles an entry lists, by name, id or stub, in order without
+    /// repeats; every reference that names no role is reported.
+    fn listed_roles(&mut self, at: &At<'_>, refs: &[file::RoleRef]) -> Vec<u32> {
+        let mut roles: Vec<u32> = Vec::with_capacity(refs.len());
+        for (k, role_ref) in refs.iter().enumerate() {
+            let found = match role_ref {
+                file::RoleRef::Key(key) => match self.set.role_keys.get(key.as_str()) {
+                    Some(&role) => Ok(role),
+                    None => Err(format!("role {key:?} is not defined")),
+                },
+                file::RoleRef::Stub { id, name } => self.stub(id, name.as_deref()),
+            };
+            match found {
+                Ok(role) if roles.contains(&role) => {
+                    let name = self.set.roles.get(role as usize).map(|r| r.name.as_str());
+                    let message = format!("role {:?} is listed more than once", name.unwrap_or(""));
+                    self.warn(at, Part::Role(k), message);
+                }
+                Ok(role) => roles.push(role),
+                // With a file unread, the role may be defined there.
+                Err(message) if self.complete => self.error(at, Part::Role(k), message),
+                Err(_) => {}
+            }
+        }
+        roles
+    }
+
+    /// The role a stub `{id, name}` names: the role with that id (never a
+    /// role merely named so), whose name must be the stub's.
+    fn stub(&self, id: &str, name: Option<&str>) -> Result<u32, String> {
+        let found = self
+            .set
+            .role_keys
+            .get(id)
+            .and_then(|&index| Some((index, self.set.roles.get(index as usize)?)))
+            .filter(|(_, role)| role.id.as_deref() == Some(id));
+        let Some((index, role)) = found else {
+            return Err(format!("role stub: no role has the id {id:?}"));
+        };
+        match name {
+            Some(name) if name != role.name => Err(format!(
+                "role stub {id:?} names the role {name:?}, but the role with that id is {:?}",
+                role.name
+            )),
+            _ => Ok(index),
         }
     }
 
@@ -398,22 +503,7 @@ impl Compiler {
                     );
                 }
             }
-            let names = entry.roles.as_deref().unwrap_or_default();
-            let mut roles: Vec<u32> = Vec::with_capacity(names.len());
-            for (k, name) in names.iter().enumerate() {
-                match self.set.role_names.get(name.as_str()) {
-                    Some(role) if roles.contains(role) => {
-                        let message = format!("role {name:?} is listed more than once");
-                        self.warn(&at, Part::Role(k), message);
-                    }
-                    Some(&role) => roles.push(role),
-                    None if self.complete => {
-                        let message = format!("role {name:?} is not defined");
-                        self.error(&at, Part::Role(k), message);
-                    }
-                    None => {}
-                }
-            }
+            let roles = self.listed_roles(&at, entry.roles.as_deref().unwrap_or_default());
             let policy = entry.access_policy.as_ref().map(|policy| {
                 let origin = Origin::Actor {
                     subject: entry.subject.as_str().into(),
@@ -658,6 +748,10 @@ fn describe(zambda: &Zambda) -> String {
         zambda.name,
         place(&zambda.file, zambda.line)
     )
+}
+
+fn describe_role(role: &Role) -> String {
+    format!("role {:?} ({})", role.name, place(&role.file, role.line))
 }
 
 fn place(file: &Path, line: Option<usize>) -> String {

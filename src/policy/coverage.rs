@@ -57,7 +57,7 @@ impl Set {
     /// The policy of a defined role.
     pub fn role_policy(&self, role: &str) -> Option<PolicyId> {
         // A role's index is its policy's (see `Set`).
-        self.role_names.get(role).map(|&index| PolicyId(index))
+        self.role_keys.get(role).map(|&index| PolicyId(index))
     }
 
     /// The policies `principal` holds, in evaluation order, as

@@ -121,11 +121,11 @@ impl Set {
         }
     }
 
-    /// Whether a role on its own allows `zambda` (for comparing sets per
-    /// role); `None` when no such role is defined.
+    /// Whether a role (by name or id) on its own allows `zambda` (for
+    /// comparing sets per role); `None` when no such role is defined.
     pub fn decide_role(&self, role: &str, zambda: &Zambda) -> Option<Decision<'_>> {
         // A role's index is its policy's (see `Set`).
-        let policy = *self.role_names.get(role)?;
+        let policy = *self.role_keys.get(role)?;
         let zambda = self.own(zambda)?;
         let slots = self.slots(policy, zambda.index);
         let deciding = self.rule(slots.deny).or_else(|| self.rule(slots.allow));
@@ -260,7 +260,7 @@ impl Set {
         });
         let token_roles = token_roles
             .iter()
-            .filter_map(move |name| role(*self.role_names.get(name.as_str())?, RoleSource::Token));
+            .filter_map(move |name| role(*self.role_keys.get(name.as_str())?, RoleSource::Token));
         inline.chain(file_roles).chain(token_roles)
     }
 

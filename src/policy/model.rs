@@ -29,7 +29,8 @@ pub struct Set {
     /// Zambda ids and names (no name equals another Zambda's id).
     pub(super) zambda_keys: Table<u32>,
     pub(super) roles: Vec<Role>,
-    pub(super) role_names: Table<u32>,
+    /// Role names and ids (no id equals another role's name).
+    pub(super) role_keys: Table<u32>,
     pub(super) actors: Vec<Actor>,
     pub(super) subjects: Table<Subject>,
     pub(super) policies: Vec<Policy>,
@@ -68,9 +69,9 @@ impl Set {
         self.zambdas.iter()
     }
 
-    /// A role by name.
-    pub fn role(&self, name: &str) -> Option<&Role> {
-        let index = *self.role_names.get(name)?;
+    /// A role by name or id.
+    pub fn role(&self, name_or_id: &str) -> Option<&Role> {
+        let index = *self.role_keys.get(name_or_id)?;
         self.roles.get(index as usize)
     }
 
@@ -254,7 +255,8 @@ impl Actor {
 pub struct Principal<'a> {
     pub subject: &'a str,
     pub issuer: Option<&'a str>,
-    /// Role names from the token; names that are not defined are ignored.
+    /// Role names or ids from the token; those naming no defined role are
+    /// ignored.
     pub token_roles: &'a [String],
 }
 

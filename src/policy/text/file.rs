@@ -8,7 +8,8 @@
 
 use std::fmt;
 
-use serde::de::{self, value::MapAccessDeserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// One policy file. Every section is optional and may be `null`.
@@ -87,6 +88,28 @@ pub(in crate::policy) struct Role {
     pub id: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// In the API's role list; says nothing about what the role allows.
+    #[serde(default, rename = "memberCount")]
+    pub _member_count: Option<IgnoredAny>,
+}
+
+/// A role named in a file: its name or id, or a role stub `{id, name}` as
+/// every answer of Oystehr's API names a role.
+#[derive(Debug)]
+pub(in crate::policy) enum RoleRef {
+    /// A role's name or id.
+    Key(String),
+    /// Resolved by `id`; `name`, when given, must be that role's name.
+    Stub { id: String, name: Option<String> },
+}
+
+/// The map form of [`RoleRef`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stub {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// An actor: a token subject, optionally bound to one issuer.
@@ -97,18 +120,25 @@ pub(in crate::policy) struct Actor {
     #[serde(default)]
     pub issuer: Option<String>,
     #[serde(default)]
-    pub roles: Option<Vec<String>>,
+    pub roles: Option<Vec<RoleRef>>,
     #[serde(default, alias = "accessPolicy")]
     pub access_policy: Option<AccessPolicy>,
     #[serde(default)]
     pub description: Option<String>,
 }
 
-/// An Oystehr access policy: `{rule: [...]}` or `{rule: {...}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An Oystehr access policy: `{rule: [...]}`, `{rule: {...}}`, or the
+/// plain list of rules that project definition files keep.
+#[derive(Debug)]
 pub(in crate::policy) struct AccessPolicy {
     pub rule: Rules,
+}
+
+/// The object form of [`AccessPolicy`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyObject {
+    rule: Rules,
 }
 
 /// `rule`: a list of rules or a single rule object.
@@ -159,6 +189,73 @@ impl<'de> Deserialize<'de> for Rules {
         }
 
         deserializer.deserialize_any(RulesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessPolicy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PolicyVisitor;
+
+        impl<'de> Visitor<'de> for PolicyVisitor {
+            type Value = AccessPolicy;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an access policy `{rule: [...]}` or a list of rules")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AccessPolicy, A::Error> {
+                let object = PolicyObject::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(AccessPolicy { rule: object.rule })
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<AccessPolicy, A::Error> {
+                let rule = Rules::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(AccessPolicy { rule })
+            }
+        }
+
+        deserializer.deserialize_any(PolicyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RoleRefVisitor;
+
+        impl<'de> Visitor<'de> for RoleRefVisitor {
+            type Value = RoleRef;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a role name or id, or a role stub `{id, name}`")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<RoleRef, E> {
+                Ok(RoleRef::Key(value.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, value: String) -> Result<RoleRef, E> {
+                Ok(RoleRef::Key(value))
+            }
+
+            // A plain YAML scalar such as `2024` reads as a number.
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<RoleRef, E> {
+                Ok(RoleRef::Key(value.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<RoleRef, E> {
+                Ok(RoleRef::Key(value.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RoleRef, A::Error> {
+                let stub = Stub::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(RoleRef::Stub {
+                    id: stub.id,
+                    name: stub.name,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(RoleRefVisitor)
     }
 }
 
