@@ -193,6 +193,7 @@ fn rule_json(rule: &Rule) -> Value {
 fn role_source(source: &RoleSource<'_>) -> Value {
     match source {
         RoleSource::Token => json!({"kind": "token"}),
+        RoleSource::Default(d) => json!({"kind": "defaults", "issuer": d.issuer}),
         RoleSource::Actor(actor) => json!({
             "kind": "actor",
             "subject": actor.subject,
@@ -247,6 +248,7 @@ fn to_text(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> String {
         for h in &e.roles {
             let from = match h.source {
                 RoleSource::Token => "from the token".to_string(),
+                RoleSource::Default(d) => format!("from the defaults of {}", d.issuer),
                 RoleSource::Actor(a) => format!(
                     "from actor entry {}{}",
                     a.file.display(),

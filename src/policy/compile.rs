@@ -11,8 +11,8 @@ use std::sync::Arc;
 use super::grammar::{check_rule, is_id, Kind, Resource};
 use super::load::{LoadError, LoadErrors, Loaded, Warning};
 use super::model::{
-    Actor, Effect, Holdings, Origin, Policy, Role, Rule, Set, Slots, Subject, Table, Target,
-    Targets, Zambda, ZambdaKind,
+    Actor, Client, Defaults, Effect, Holdings, Origin, Policy, Role, Rule, Set, Slots, Subject,
+    Table, Target, Targets, Zambda, ZambdaKind,
 };
 use super::text::file;
 use super::text::lines::{Lines, Section};
@@ -57,6 +57,8 @@ pub(super) fn compile(
     compiler.role_ids();
     for file in &mut parsed {
         compiler.actors(file);
+        compiler.m2ms(file);
+        compiler.defaults(file);
     }
     compiler.subjects();
     let stats = &mut compiler.set.stats;
@@ -158,10 +160,20 @@ impl<'a> At<'a> {
         let line = match part {
             Part::Entry => None,
             Part::Rule(j) => self.lines.rule(self.section, self.index, j),
-            Part::Role(k) => self.lines.actor_role(self.index, k),
+            Part::Role(k) => self.lines.role(self.section, self.index, k),
         };
         line.or_else(|| self.lines.entry(self.section, self.index))
     }
+}
+
+/// An entry of `actors` or `m2ms`, in the fields they share.
+struct Listed {
+    subject: String,
+    issuer: Option<String>,
+    description: Option<String>,
+    client: Option<Client>,
+    roles: Option<Vec<file::RoleRef>>,
+    access_policy: Option<file::AccessPolicy>,
 }
 
 struct Compiler {
@@ -173,7 +185,8 @@ struct Compiler {
     /// Each Zambda's, role's and actor's index within its file's section.
     zambda_entries: Vec<usize>,
     role_entries: Vec<usize>,
-    actor_entries: Vec<usize>,
+    /// Each actor's section (`actors` or `m2ms`) and index within it.
+    actor_entries: Vec<(Section, usize)>,
     /// A buffer `policy` reuses.
     scratch: Vec<Target>,
 }
@@ -486,42 +499,126 @@ impl Compiler {
         let file = &*file;
         for (i, entry) in entries.into_iter().enumerate() {
             let at = At::new(file, Section::Actors, i, &entry.subject);
-            if entry.subject.is_empty()
-                || entry.subject.trim() != entry.subject
-                || entry.subject.chars().any(char::is_control)
+            self.actor(
+                &at,
+                Listed {
+                    subject: entry.subject.clone(),
+                    issuer: entry.issuer,
+                    description: entry.description,
+                    client: None,
+                    roles: entry.roles,
+                    access_policy: entry.access_policy,
+                },
+            );
+        }
+    }
+
+    /// M2M clients: actors whose subject is `<clientId>@clients`, keyed and
+    /// checked for duplicates together with `actors`.
+    fn m2ms(&mut self, file: &mut Parsed) {
+        let entries = file.content.m2ms.take().unwrap_or_default();
+        let file = &*file;
+        for (i, entry) in entries.into_iter().enumerate() {
+            let subject = format!("{}@clients", entry.client_id);
+            let at = At::new(file, Section::M2ms, i, &subject);
+            let client_id = &entry.client_id;
+            if client_id.is_empty()
+                || client_id
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '@')
             {
-                let message = format!("subject {:?} is not a token subject", entry.subject);
+                let message = format!("clientId {client_id:?} is not an M2M client id");
                 self.error(&at, Part::Entry, message);
             }
-            if let Some(issuer) = &entry.issuer {
-                if issuer.is_empty() || issuer.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    self.error(
-                        &at,
-                        Part::Entry,
-                        format!("issuer {issuer:?} is not an issuer"),
-                    );
-                }
+            self.actor(
+                &at,
+                Listed {
+                    subject: subject.clone(),
+                    issuer: entry.issuer,
+                    description: entry.description,
+                    client: Some(Client {
+                        client_id: entry.client_id,
+                        id: entry.id,
+                        name: entry.name,
+                    }),
+                    roles: entry.roles,
+                    access_policy: entry.access_policy,
+                },
+            );
+            self.set.stats.m2ms += 1;
+        }
+    }
+
+    /// Validates and adds one entry of `actors` or `m2ms`.
+    fn actor(&mut self, at: &At<'_>, entry: Listed) {
+        if entry.subject.is_empty()
+            || entry.subject.trim() != entry.subject
+            || entry.subject.chars().any(char::is_control)
+        {
+            let message = format!("subject {:?} is not a token subject", entry.subject);
+            self.error(at, Part::Entry, message);
+        }
+        if let Some(issuer) = &entry.issuer {
+            self.issuer(at, issuer);
+        }
+        let roles = self.listed_roles(at, entry.roles.as_deref().unwrap_or_default());
+        let policy = entry.access_policy.as_ref().map(|policy| {
+            let origin = Origin::Actor {
+                subject: entry.subject.as_str().into(),
+                issuer: entry.issuer.as_deref().map(Arc::from),
+            };
+            self.policy(at, policy, origin)
+        });
+        self.set.actors.push(Actor {
+            subject: entry.subject,
+            issuer: entry.issuer,
+            description: entry.description,
+            client: entry.client,
+            file: at.file.clone(),
+            line: at.line(Part::Entry),
+            roles: roles.into_boxed_slice(),
+            policy,
+        });
+        self.actor_entries.push((at.section, at.index));
+    }
+
+    fn issuer(&mut self, at: &At<'_>, issuer: &str) {
+        if issuer.is_empty() || issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            let message = format!("issuer {issuer:?} is not an issuer");
+            self.error(at, Part::Entry, message);
+        }
+    }
+
+    /// Default roles per issuer: one entry per issuer, every role defined.
+    fn defaults(&mut self, file: &mut Parsed) {
+        let entries = file.content.defaults.take().unwrap_or_default();
+        let file = &*file;
+        for (i, entry) in entries.into_iter().enumerate() {
+            let at = At::new(file, Section::Defaults, i, &entry.issuer);
+            self.issuer(&at, &entry.issuer);
+            let roles = self.listed_roles(&at, &entry.roles);
+            let index = self.set.defaults.len() as u32;
+            if let Some(&first) = self.set.default_issuers.get(entry.issuer.as_str()) {
+                let first = self.set.defaults.get(first as usize);
+                let message = format!(
+                    "issuer {:?} already has default roles{}; list them in one entry",
+                    entry.issuer,
+                    first
+                        .map(|d| format!(" at {}", place(&d.file, d.line)))
+                        .unwrap_or_default()
+                );
+                self.error(&at, Part::Entry, message);
+            } else {
+                self.set
+                    .default_issuers
+                    .insert(entry.issuer.as_str().into(), index);
             }
-            let roles = self.listed_roles(&at, entry.roles.as_deref().unwrap_or_default());
-            let policy = entry.access_policy.as_ref().map(|policy| {
-                let origin = Origin::Actor {
-                    subject: entry.subject.as_str().into(),
-                    issuer: entry.issuer.as_deref().map(Arc::from),
-                };
-                self.policy(&at, policy, origin)
-            });
-            let line = at.line(Part::Entry);
-            self.set.actors.push(Actor {
-                subject: entry.subject,
-                issuer: entry.issuer,
-                description: entry.description,
+            self.set.defaults.push(Defaults {
+                issuer: entry.issuer.clone(),
                 file: file.file.clone(),
-                line,
+                line: at.line(Part::Entry),
                 roles: roles.into_boxed_slice(),
-                policy,
             });
-            self.actor_entries.push(i);
         }
     }
 
@@ -575,12 +672,12 @@ impl Compiler {
                 None => "any issuer".to_owned(),
             };
             let entry = |actor: &Actor, index: u32| {
-                let i = self
+                let (section, i) = self
                     .actor_entries
                     .get(index as usize)
                     .copied()
-                    .unwrap_or_default();
-                label(Section::Actors, i, &actor.subject)
+                    .unwrap_or((Section::Actors, 0));
+                label(section, i, &actor.subject)
             };
             let message = format!(
                 "duplicate actor: subject {:?} for {whose} is already defined by {} at {}",

@@ -69,6 +69,16 @@ impl Set {
         self.held(principal).map(|held| PolicyId(held.policy))
     }
 
+    /// The policies any unlisted actor of `issuer` holds before its token's
+    /// roles: its issuer's default roles, in order (none for an issuer
+    /// without `defaults`). This is the principal "any unlisted actor of
+    /// ISSUER" when comparing sets.
+    pub fn unlisted_policies(&self, issuer: &str) -> impl Iterator<Item = PolicyId> + '_ {
+        self.defaults_of(issuer)
+            .into_iter()
+            .flat_map(|defaults| defaults.roles.iter().map(|&role| PolicyId(role)))
+    }
+
     /// What `policy` decides on each Zambda, read from the slots `decide`
     /// reads; a policy of another set reads as covering nothing.
     pub fn coverage(&self, policy: PolicyId) -> Coverage {

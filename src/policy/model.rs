@@ -33,6 +33,9 @@ pub struct Set {
     pub(super) role_keys: Table<u32>,
     pub(super) actors: Vec<Actor>,
     pub(super) subjects: Table<Subject>,
+    /// `defaults` entries, in file order, and their index by issuer.
+    pub(super) defaults: Vec<Defaults>,
+    pub(super) default_issuers: Table<u32>,
     pub(super) policies: Vec<Policy>,
     /// `rules[policy_rules[i].0..policy_rules[i].1]`: the invoking rules of
     /// `policies[i]` (kept apart: `decide` never reads them).
@@ -98,6 +101,36 @@ impl Set {
             .filter_map(|&role| self.roles.get(role as usize))
     }
 
+    /// Every `defaults` entry, in file order (one per issuer).
+    pub fn defaults(&self) -> impl Iterator<Item = &Defaults> {
+        self.defaults.iter()
+    }
+
+    /// The issuers `defaults` names: each must be a configured issuer,
+    /// which only the configuration can tell.
+    pub fn default_issuers(&self) -> impl Iterator<Item = &str> {
+        self.defaults
+            .iter()
+            .map(|defaults| defaults.issuer.as_str())
+    }
+
+    /// The `defaults` entry of `issuer`, if any.
+    pub fn defaults_of(&self, issuer: &str) -> Option<&Defaults> {
+        let index = *self.default_issuers.get(issuer)?;
+        self.defaults.get(index as usize)
+    }
+
+    /// The roles a `defaults` entry names, in the order listed.
+    pub fn default_roles<'s>(
+        &'s self,
+        defaults: &'s Defaults,
+    ) -> impl Iterator<Item = &'s Role> + 's {
+        defaults
+            .roles
+            .iter()
+            .filter_map(|&role| self.roles.get(role as usize))
+    }
+
     /// Counts for `check` and the `policy_rules` gauge.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -128,8 +161,11 @@ pub struct Stats {
     pub files: usize,
     pub zambdas: usize,
     pub roles: usize,
-    /// Actor entries (an issuer-bound and an "any" entry count twice).
+    /// Actor entries, M2M clients included (an issuer-bound and an "any"
+    /// entry count twice).
     pub actors: usize,
+    /// Of `actors`, the entries of the `m2ms` section.
+    pub m2ms: usize,
     /// Rules that are Zambda-facing (validated, may govern invocation).
     pub zambda_rules: usize,
     /// Rules kept inert (FHIR, Z3, Messaging, …): counted, never evaluated.
@@ -225,11 +261,35 @@ pub struct Actor {
     /// `None`: the entry applies to tokens of any issuer.
     pub issuer: Option<String>,
     pub description: Option<String>,
+    /// Set when the entry is an M2M client of the `m2ms` section.
+    pub client: Option<Client>,
     pub file: Arc<Path>,
     pub line: Option<usize>,
     /// Defined roles, in the order listed, without repeats.
     pub(super) roles: Box<[u32]>,
     pub(super) policy: Option<u32>,
+}
+
+/// What an M2M client entry says beside its actor fields, kept for
+/// display. Its actor's subject is `<client_id>@clients`.
+#[derive(Debug)]
+pub struct Client {
+    pub client_id: String,
+    /// Oystehr's id of the client (not its `clientId`).
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The default roles of one issuer: what every authenticated actor of that
+/// issuer holds when no `actors` or `m2ms` entry lists it (Oystehr's
+/// default patient role).
+#[derive(Debug)]
+pub struct Defaults {
+    pub issuer: String,
+    pub file: Arc<Path>,
+    pub line: Option<usize>,
+    /// Defined roles, in the order listed, without repeats.
+    pub(super) roles: Box<[u32]>,
 }
 
 impl Actor {
@@ -242,6 +302,11 @@ impl Actor {
             issuer: self.issuer.as_deref(),
             token_roles: &[],
         }
+    }
+
+    /// Whether the entry is an M2M client of the `m2ms` section.
+    pub fn is_m2m(&self) -> bool {
+        self.client.is_some()
     }
 
     /// Whether the entry carries an inline access policy.

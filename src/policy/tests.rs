@@ -563,6 +563,7 @@ fn explain_lists_roles_sources_and_matching_rules() {
             let source = match held.source {
                 RoleSource::Actor(actor) if actor.issuer.is_some() => "bound entry",
                 RoleSource::Actor(_) => "any entry",
+                RoleSource::Default(_) => "defaults",
                 RoleSource::Token => "token",
             };
             (held.role.name.as_str(), source)
@@ -846,6 +847,9 @@ const BLOCK_SHAPES: &[&str] = &[
     "roles:\r\n  - name: a\r\n    description: |\r\n      - not: an item\r\n      rule: x\r\n    accessPolicy:\r\n      rule:\r\n        action: x\r\n        resource: y\r\n        effect: Allow\r\n",
     "zambdas:\n  - id: a\n    name: b\n    type: public\n\n\n  # between entries\n  - id: c\n    name: d # trailing\nroles:\n  - name: long\n    description: a plain scalar\n      that goes on\n      and on, with commas\n    access_policy:\n      \"rule\":\n        - action: [FHIR:Read, Zambda:InvokeFunction]\n          resource:\n            - FHIR:Patient\n            - Zambda:Function:b\n          effect: Allow\n          condition:\n            ForAllValues:StringEquals:\n              - a\n              - {b: c}\n        - {action: \"*\", resource: \"*\", effect: Deny}\n        - \"not a rule\"\n",
     "other: 1\nroles:\nactors:\nzambdas: []\n",
+    // Oystehr's objects: bare rule lists (deeper and at the key's column),
+    // M2M clients and defaults naming roles by stub.
+    "roles:\n  - id: r1\n    name: a\n    memberCount: 3\n    accessPolicy:\n      - action: \"*\"\n        resource: \"*\"\n        effect: Allow\n      - {action: x, resource: y, effect: Deny}\n  - name: b\n    accessPolicy:\n    - action: x\n      resource: y\n      effect: Allow\n  - name: c\n    accessPolicy: [{action: x, resource: y, effect: Allow}]\nm2ms:\n  - clientId: c1\n    roles:\n      - {id: r1, name: a}\n      - id: r1\n        name: a\n      - b\n    accessPolicy:\n      rule:\n        - {action: x, resource: y, effect: Allow}\ndefaults:\n  - issuer: https://i.example/\n    roles: [a, {id: r1}]\n  - issuer: j\n    roles:\n    - a\n",
 ];
 
 /// YAML the fast reader must leave to the parser.
@@ -874,19 +878,25 @@ fn same_lines(text: &str) -> bool {
 /// Asserts that two line indexes of `text` agree on everything asked of
 /// them (entries' first lines, rules' and roles' lines).
 fn same(fast: &text::lines::Lines, slow: &text::lines::Lines, text: &str) {
-    for (fast, slow, name) in [
-        (&fast.zambdas, &slow.zambdas, "zambdas"),
-        (&fast.roles, &slow.roles, "roles"),
-        (&fast.actors, &slow.actors, "actors"),
-    ] {
-        let firsts =
-            |entries: &[text::lines::Entry]| entries.iter().map(|e| e.first).collect::<Vec<_>>();
-        assert_eq!(firsts(fast), firsts(slow), "{name} in {text}");
+    for section in text::lines::Section::ALL {
+        let firsts = |lines: &text::lines::Lines| {
+            let count = (0..)
+                .take_while(|&i| lines.entry(section, i).is_some())
+                .count();
+            (0..count)
+                .map(|i| lines.entry(section, i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(firsts(fast), firsts(slow), "{} in {text}", section.key());
     }
-    for (section, entries) in [
-        (text::lines::Section::Roles, &slow.roles),
-        (text::lines::Section::Actors, &slow.actors),
-    ] {
+    for section in text::lines::Section::ALL {
+        let entries = match section {
+            text::lines::Section::Zambdas => &slow.zambdas,
+            text::lines::Section::Roles => &slow.roles,
+            text::lines::Section::Actors => &slow.actors,
+            text::lines::Section::M2ms => &slow.m2ms,
+            text::lines::Section::Defaults => &slow.defaults,
+        };
         for (i, entry) in entries.iter().enumerate() {
             for (j, &line) in entry.rules.iter().enumerate() {
                 assert_eq!(
@@ -896,7 +906,11 @@ fn same(fast: &text::lines::Lines, slow: &text::lines::Lines, text: &str) {
                 );
             }
             for (k, &line) in entry.roles.iter().enumerate() {
-                assert_eq!(fast.actor_role(i, k), Some(line), "role {i}.{k} in {text}");
+                assert_eq!(
+                    fast.role(section, i, k),
+                    Some(line),
+                    "role {i}.{k} in {text}"
+                );
             }
         }
     }
@@ -908,6 +922,7 @@ const JSON_SHAPES: &[&str] = &[
     "{\"actors\":[{\"subject\":\"a\",\"roles\":[\n\"x\",\n\"y\"],\n\"access_policy\":{\"rule\":\n{\"action\":\"*\",\"resource\":\"*\",\"effect\":\"Deny\",\"condition\":{\"a\":[1,2.5e3,true,null,{}]}}}},\n{}, 3, \"s\"],\n\"zambdas\": [{\"id\": \"z\", \"name\": \"n\"}], \"other\": {\"roles\": [1]}}",
     "{}",
     "  {\"roles\": null, \"actors\": []}  \n",
+    "{\"roles\": [{\"id\": \"r1\", \"name\": \"a\", \"accessPolicy\": [\n {\"action\": \"*\", \"resource\": \"*\", \"effect\": \"Allow\"},\n {\"action\": \"x\", \"resource\": \"y\", \"effect\": \"Deny\"}]}],\n \"m2ms\": [{\"clientId\": \"c1\",\n  \"roles\": [{\"id\": \"r1\", \"name\": \"a\"},\n   \"a\"]}],\n \"defaults\": [{\"issuer\": \"i\", \"roles\": [\n\"a\"]}]}\n",
 ];
 
 /// Asserts that the fast JSON reader agrees with the parser on `text`.

@@ -22,6 +22,10 @@ pub(in crate::policy) struct File {
     pub roles: Option<Vec<Role>>,
     #[serde(default)]
     pub actors: Option<Vec<Actor>>,
+    #[serde(default)]
+    pub m2ms: Option<Vec<M2m>>,
+    #[serde(default)]
+    pub defaults: Option<Vec<Defaults>>,
 }
 
 impl File {
@@ -35,6 +39,8 @@ impl File {
         extend(&mut self.zambdas, other.zambdas);
         extend(&mut self.roles, other.roles);
         extend(&mut self.actors, other.actors);
+        extend(&mut self.m2ms, other.m2ms);
+        extend(&mut self.defaults, other.defaults);
     }
 }
 
@@ -125,6 +131,43 @@ pub(in crate::policy) struct Actor {
     pub access_policy: Option<AccessPolicy>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// An M2M client as Oystehr's API returns it (SDK 4.2.6's `M2m`): an actor
+/// whose token subject is `<clientId>@clients`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::policy) struct M2m {
+    #[serde(rename = "clientId")]
+    pub client_id: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Only tokens from this issuer are this client (as for an actor).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<RoleRef>>,
+    #[serde(default, alias = "accessPolicy")]
+    pub access_policy: Option<AccessPolicy>,
+    // The client's FHIR profile and key set say nothing about what it may
+    // invoke (tokens are verified against the issuers of config.yaml).
+    #[serde(default, rename = "profile")]
+    pub _profile: Option<IgnoredAny>,
+    #[serde(default, rename = "jwksUrl")]
+    pub _jwks_url: Option<IgnoredAny>,
+}
+
+/// The roles unlisted actors of one issuer hold (Oystehr's default patient
+/// role).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(in crate::policy) struct Defaults {
+    pub issuer: String,
+    pub roles: Vec<RoleRef>,
 }
 
 /// An Oystehr access policy: `{rule: [...]}`, `{rule: {...}}`, or the
