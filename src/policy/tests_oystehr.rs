@@ -662,3 +662,27 @@ fn explain_agrees_with_decide_on_defaults_stubs_ids_and_m2ms() {
     assert!(outcomes.iter().all(|&n| n > 10), "{outcomes:?}");
     assert!(with_defaults > 10, "{with_defaults}");
 }
+
+#[test]
+fn the_example_project_loads_unchanged() {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/oystehr-project/policies"
+    ));
+    let loaded = load_dir(dir).unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let set = &loaded.set;
+    let mut kinds: Vec<String> = set.zambdas().map(|z| z.kind.to_string()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(kinds, ["authenticated", "cron", "public", "subscription"]);
+    assert!(!set.any_zambda_without_id());
+    assert_eq!(
+        set.default_issuers().collect::<Vec<_>>(),
+        ["https://auth.example.com/"]
+    );
+    assert_eq!(set.stats().m2ms, 1);
+    assert!(set
+        .role("Lab Integration")
+        .is_some_and(|role| role.id.is_none()));
+}
