@@ -1,6 +1,6 @@
 //! The compiled, validated policy set and the types it hands out.
 //!
-//! Everything here was checked by `load`: a `Set` holds no "maybe invalid"
+//! Everything here was checked by `compile`: a `Set` holds no "maybe invalid"
 //! field. Rules that could decide an invocation are compiled per policy
 //! into two "every Zambda" slots plus a short list sorted by Zambda (see
 //! `Policy`), so that `decide` never scans rules. Inert rules (FHIR, Z3,

@@ -1,10 +1,13 @@
 //! The policy file format, exactly as written on disk (YAML or JSON).
 //!
-//! These types exist only at the edge: `load` deserializes a file into them,
-//! validates every field and compiles the result into the types of `model`.
-//! Nothing here is trusted; strings that have a fixed vocabulary (`type`,
-//! `effect`) are kept as strings so that `load` can report every bad value
-//! in a file instead of stopping at the first one.
+//! These types exist only at the edge: `parse` deserializes a file into
+//! them, and `compile` validates every field and compiles the result into
+//! the types of `model`. Nothing here is trusted; strings that have a fixed
+//! vocabulary (`type`, `triggerMethod`, `effect`) are kept as strings so
+//! that every bad value in a file is reported instead of the first one.
+//! Oystehr's own objects (Zambdas, roles, M2M clients, role stubs) are
+//! accepted in the shapes its API returns; fields that say nothing about
+//! invoking a Zambda are accepted with any value and dropped.
 
 use std::fmt;
 
@@ -194,7 +197,7 @@ pub(in crate::policy) struct Rules(pub Vec<Rule>);
 pub(in crate::policy) struct Rule {
     pub action: Strings,
     pub resource: Strings,
-    /// `Allow` or `Deny`, checked by `load`.
+    /// `Allow` or `Deny`, checked by `grammar`.
     pub effect: String,
     /// Any value; only its presence matters (`null` counts as absent).
     #[serde(default)]
