@@ -227,27 +227,7 @@ impl Compiler {
                     _ => {}
                 }
             }
-            let mut kinds = [
-                ("type", &entry.kind),
-                ("triggerMethod", &entry.trigger_method),
-            ]
-            .into_iter()
-            .filter_map(|(key, value)| Some((key, value.as_deref()?)));
-            let given = kinds.next();
-            let kind = match given {
-                None => ZambdaKind::Authenticated,
-                Some((key, value)) => self.zambda_kind(&at, key, value),
-            };
-            if let (Some((key, value)), Some((other_key, other))) = (given, kinds.next()) {
-                if zambda_kind(other).is_some_and(|other| other != kind) {
-                    let message = format!(
-                        "{key} {value:?} and {other_key} {other:?} disagree; give one of them"
-                    );
-                    self.error(&at, Part::Entry, message);
-                } else if zambda_kind(other).is_none() {
-                    self.zambda_kind(&at, other_key, other);
-                }
-            }
+            let kind = self.kind(&at, entry.kind.as_deref(), entry.trigger_method.as_deref());
             if let Some(upstream) = &entry.upstream {
                 if upstream.is_empty()
                     || upstream
@@ -275,17 +255,36 @@ impl Compiler {
         }
     }
 
-    /// The kind a `type` or `triggerMethod` value names, reporting a value
-    /// that names none.
-    fn zambda_kind(&mut self, at: &At<'_>, key: &str, value: &str) -> ZambdaKind {
-        zambda_kind(value).unwrap_or_else(|| {
-            let message = format!(
-                "{key} must be `authenticated`, `public`, `http_auth`, `http_open`, \
-                 `cron` or `subscription`, not {value:?}"
-            );
-            self.error(at, Part::Entry, message);
-            ZambdaKind::Authenticated
-        })
+    /// The kind `type` and its alias `triggerMethod` give (authenticated
+    /// when neither does), reporting a value that names no kind and two
+    /// values that name different ones.
+    fn kind(&mut self, at: &At<'_>, kind: Option<&str>, trigger: Option<&str>) -> ZambdaKind {
+        let mut given = Vec::with_capacity(2);
+        for (key, value) in [("type", kind), ("triggerMethod", trigger)] {
+            let Some(value) = value else {
+                continue;
+            };
+            match zambda_kind(value) {
+                Some(kind) => given.push((key, value, kind)),
+                None => {
+                    let message = format!(
+                        "{key} must be `authenticated`, `public`, `http_auth`, `http_open`, \
+                         `cron` or `subscription`, not {value:?}"
+                    );
+                    self.error(at, Part::Entry, message);
+                }
+            }
+        }
+        match given.as_slice() {
+            [(key, value, kind), (other_key, other, other_kind)] if kind != other_kind => {
+                let message =
+                    format!("{key} {value:?} and {other_key} {other:?} disagree; give one of them");
+                self.error(at, Part::Entry, message);
+                *kind
+            }
+            [(_, _, kind), ..] => *kind,
+            [] => ZambdaKind::Authenticated,
+        }
     }
 
     /// Checks the merged catalog (unique ids, unique names, no name equal to

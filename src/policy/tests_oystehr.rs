@@ -686,3 +686,14 @@ fn the_example_project_loads_unchanged() {
         .role("Lab Integration")
         .is_some_and(|role| role.id.is_none()));
 }
+
+#[test]
+fn a_bad_kind_is_reported_once_and_not_as_a_disagreement() {
+    let text = "zambdas:\n  - {name: z, type: http, triggerMethod: http_open}\n";
+    let errors = load(&[("p.yaml", text)]).expect_err("invalid");
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["p.yaml:2: zambdas[0] (z): type must be `authenticated`, `public`, `http_auth`, `http_open`, `cron` or `subscription`, not \"http\""]
+    );
+}
