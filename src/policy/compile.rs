@@ -497,11 +497,11 @@ impl Compiler {
         let entries = file.content.actors.take().unwrap_or_default();
         let file = &*file;
         for (i, entry) in entries.into_iter().enumerate() {
-            let at = At::new(file, Section::Actors, i, &entry.subject);
             self.actor(
-                &at,
+                file,
+                (Section::Actors, i),
                 Listed {
-                    subject: entry.subject.clone(),
+                    subject: entry.subject,
                     issuer: entry.issuer,
                     description: entry.description,
                     client: None,
@@ -518,21 +518,11 @@ impl Compiler {
         let entries = file.content.m2ms.take().unwrap_or_default();
         let file = &*file;
         for (i, entry) in entries.into_iter().enumerate() {
-            let subject = format!("{}@clients", entry.client_id);
-            let at = At::new(file, Section::M2ms, i, &subject);
-            let client_id = &entry.client_id;
-            if client_id.is_empty()
-                || client_id
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '@')
-            {
-                let message = format!("clientId {client_id:?} is not an M2M client id");
-                self.error(&at, Part::Entry, message);
-            }
             self.actor(
-                &at,
+                file,
+                (Section::M2ms, i),
                 Listed {
-                    subject: subject.clone(),
+                    subject: format!("{}@clients", entry.client_id),
                     issuer: entry.issuer,
                     description: entry.description,
                     client: Some(Client {
@@ -548,8 +538,21 @@ impl Compiler {
         }
     }
 
-    /// Validates and adds one entry of `actors` or `m2ms`.
-    fn actor(&mut self, at: &At<'_>, entry: Listed) {
+    /// Validates and adds one entry of `actors` or `m2ms` (`entry`: the
+    /// section and the index within it).
+    fn actor(&mut self, file: &Parsed, entry_at: (Section, usize), entry: Listed) {
+        let (section, index) = entry_at;
+        let at = &At::new(file, section, index, &entry.subject);
+        if let Some(Client { client_id, .. }) = &entry.client {
+            if client_id.is_empty()
+                || client_id
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '@')
+            {
+                let message = format!("clientId {client_id:?} is not an M2M client id");
+                self.error(at, Part::Entry, message);
+            }
+        }
         if entry.subject.is_empty()
             || entry.subject.trim() != entry.subject
             || entry.subject.chars().any(char::is_control)
@@ -568,17 +571,18 @@ impl Compiler {
             };
             self.policy(at, policy, origin)
         });
+        let line = at.line(Part::Entry);
         self.set.actors.push(Actor {
             subject: entry.subject,
             issuer: entry.issuer,
             description: entry.description,
             client: entry.client,
-            file: at.file.clone(),
-            line: at.line(Part::Entry),
+            file: file.file.clone(),
+            line,
             roles: roles.into_boxed_slice(),
             policy,
         });
-        self.actor_entries.push((at.section, at.index));
+        self.actor_entries.push(entry_at);
     }
 
     fn issuer(&mut self, at: &At<'_>, issuer: &str) {
