@@ -1074,6 +1074,7 @@ const PIECE_SHAPES: &[&str] = &[
     "roles:\n  - name: a\n    access_policy:\n      rule: &rules\n        - {action: \"*\", resource: \"*\", effect: Allow}\n  - name: b\n    access_policy:\n      rule: *rules\n",
     "roles:\n  - name: \"a\n  - b\"\n    access_policy: {rule: []}\n  - name: c\n    access_policy: {rule: []}\n",
     "roles:\n  - name: a\n    access_policy: {rule: []}\n  - name: a\n    access_policy: {rule: []}\nactors:\n  - subject: s\n    roles: [a, b]\n",
+    "zambdas:\n  - {name: n, triggerMethod: cron, schedule: {expression: x}}\n  - name: m\nm2ms:\n  - clientId: c1\n    roles:\n      - {id: r1, name: a}\n    accessPolicy:\n      - {action: x, resource: y, effect: Allow}\n  - clientId: c2\ndefaults:\n  - issuer: i\n    roles: [a]\n  - issuer: j\n    roles:\n      - id: r1\n        name: a\n",
 ];
 
 /// Parses `text` in pieces of about `size` bytes, as a large file is
@@ -1107,7 +1108,10 @@ fn same_in_pieces(text: &str, size: usize) -> bool {
 
 #[test]
 fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
-    for (text, pieced) in PIECE_SHAPES.iter().zip([true, true, false, false, true]) {
+    for (text, pieced) in PIECE_SHAPES
+        .iter()
+        .zip([true, true, false, false, true, true])
+    {
         assert_eq!(same_in_pieces(text, 1), pieced, "{text}");
     }
     for text in [
