@@ -21,6 +21,7 @@ fi
 bin="$PWD/target/debug/zambda-guard"
 echo "== policy tests"
 "$bin" test --config config.yaml policies
+"$bin" test --config examples/oystehr-project/config.yaml examples/oystehr-project
 
 if [ -z "${SKIP_FUZZ:-}" ]; then
   echo "== fuzz regressions"

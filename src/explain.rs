@@ -182,6 +182,7 @@ fn rule_json(rule: &Rule) -> Value {
 fn role_source(source: &RoleSource<'_>) -> Value {
     match source {
         RoleSource::Token => json!({"kind": "token"}),
+        RoleSource::Default(d) => json!({"kind": "defaults", "issuer": d.issuer}),
         RoleSource::Actor(actor) => json!({
             "kind": "actor",
             "subject": actor.subject,
@@ -195,7 +196,7 @@ fn role_source(source: &RoleSource<'_>) -> Value {
 fn to_json(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> Value {
     json!({
         "decision": verdict(e),
-        "zambda": {"id": z.id, "name": z.name, "type": z.kind.to_string()},
+        "zambda": {"id": z.has_id().then_some(&z.id), "name": z.name, "type": z.kind.to_string()},
         "principal": {
             "subject": r.named.subject,
             "issuer": r.issuer,
@@ -219,7 +220,12 @@ fn to_json(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> Value {
 fn to_text(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> String {
     let mut out = String::new();
     out.push_str(&format!("decision: {}\n", verdict(e)));
-    out.push_str(&format!("zambda:   {} (id {}, {})\n", z.name, z.id, z.kind));
+    let id = if z.has_id() {
+        format!("id {}", z.id)
+    } else {
+        "no id".to_string()
+    };
+    out.push_str(&format!("zambda:   {} ({id}, {})\n", z.name, z.kind));
     out.push_str(&format!(
         "actor:    {} (issuer {}; {})\n",
         r.named.subject,
@@ -236,6 +242,7 @@ fn to_text(r: &Resolved, z: &policy::Zambda, e: &Explanation<'_>) -> String {
         for h in &e.roles {
             let from = match h.source {
                 RoleSource::Token => "from the token".to_string(),
+                RoleSource::Default(d) => format!("from the defaults of {}", d.issuer),
                 RoleSource::Actor(a) => format!(
                     "from actor entry {}{}",
                     a.file.display(),

@@ -61,7 +61,7 @@ impl Pair {
         Pair::parse(&cert, &key, cert_file, key_file)
     }
 
-    /// Requirements a pair given as PEM text: at least one certificate (the leaf
+    /// Checks a pair given as PEM text: at least one certificate (the leaf
     /// first, then its chain), a PKCS#8, PKCS#1 or SEC1 private key, and
     /// the key matching the leaf. The paths are for messages.
     pub fn parse(

@@ -45,10 +45,12 @@ fn compile(sources: Sources, config: Option<&Config>) -> Result<Loaded, LoadErro
 }
 
 /// What a valid policy set asks of the config: every `upstream` named by a
-/// catalog entry must be configured under `upstreams`. Refused rather than
-/// silently routed to the default upstream.
+/// catalog entry must be configured under `upstreams` (refused rather than
+/// silently routed to the default upstream); every issuer named by
+/// `defaults` must be configured; a `path_template` using `{id}` needs every
+/// Zambda to have an id.
 fn cross_check(set: &policy::Set, config: &Config) -> Result<(), LoadErrors> {
-    let errors: Vec<LoadError> = set
+    let mut errors: Vec<LoadError> = set
         .zambdas()
         .filter_map(|z| {
             let upstream = z.upstream.as_ref()?;
@@ -65,6 +67,39 @@ fn cross_check(set: &policy::Set, config: &Config) -> Result<(), LoadErrors> {
             })
         })
         .collect();
+    for defaults in set.defaults() {
+        if !config
+            .auth
+            .issuers
+            .iter()
+            .any(|i| i.issuer == defaults.issuer)
+        {
+            errors.push(LoadError {
+                file: defaults.file.to_path_buf(),
+                entry: Some(format!("defaults for {}", defaults.issuer)),
+                line: defaults.line,
+                message: format!(
+                    "issuer {:?} is not configured under `auth.issuers`",
+                    defaults.issuer
+                ),
+            });
+        }
+    }
+    let uses_id = config
+        .upstream
+        .path_template
+        .as_ref()
+        .is_some_and(|t| t.uses_id());
+    if uses_id {
+        for z in set.zambdas().filter(|z| !z.has_id()) {
+            errors.push(LoadError {
+                file: z.file.to_path_buf(),
+                entry: Some(format!("zambda {}", z.name)),
+                line: z.line,
+                message: "has no id, but `upstream.path_template` uses {id}".to_string(),
+            });
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -157,6 +157,12 @@ impl PathTemplate {
         Ok(PathTemplate { parts })
     }
 
+    /// True when the template names `{id}`, which a Zambda without an id
+    /// cannot fill.
+    pub fn uses_id(&self) -> bool {
+        self.parts.contains(&TemplatePart::Id)
+    }
+
     /// Fills in the placeholders. Ids, names and routes are `[A-Za-z0-9_-]+`,
     /// so the result needs no escaping.
     pub fn render(&self, id: &str, name: &str, route: &str) -> String {

@@ -39,6 +39,7 @@ pub use record::Record;
 use crate::authn::{self, Rejection};
 use crate::config::{Cors, Enforcement, LogDecisions};
 use crate::limit::Limiter;
+use crate::policy::ZambdaKind;
 use crate::route::{self, Route};
 use crate::state::State;
 
@@ -211,16 +212,19 @@ impl Gate {
             }
         }
 
-        // 6. the catalog
-        let zambda = match set.zambda(&target.zambda) {
-            Some(z)
-                if target.route == Route::Execute
-                    || z.kind == crate::policy::ZambdaKind::Public =>
-            {
-                z
-            }
-            _ => return Outcome::Refuse(Refusal::UnknownZambda),
+        // 6. the catalog: cron and subscription Zambdas are never invoked
+        // over HTTP; an authenticated one is not found on the public route,
+        // so the catalog is not disclosed there
+        let Some(zambda) = set.zambda(&target.zambda) else {
+            return Outcome::Refuse(Refusal::UnknownZambda);
         };
+        if !zambda.kind.invocable_over_http() {
+            record.zambda = Some(zambda.name.clone());
+            return Outcome::Refuse(Refusal::UnknownZambda);
+        }
+        if target.route == Route::ExecutePublic && zambda.kind != ZambdaKind::Public {
+            return Outcome::Refuse(Refusal::UnknownZambda);
+        }
         record.zambda = Some(zambda.name.clone());
 
         // 7. the policy

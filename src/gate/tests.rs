@@ -22,6 +22,8 @@ zambdas:
   - {id: 0a1b2c3d-0000-4000-8000-00000000000a, name: alpha}
   - {id: 0a1b2c3d-0000-4000-8000-00000000000b, name: beta}
   - {id: 0a1b2c3d-0000-4000-8000-00000000000c, name: open, type: public}
+  - {name: nightly, triggerMethod: cron, runtime: nodejs20.x, status: Active, schedule: {expression: 'cron(0 2 * * ? *)'}}
+  - {name: on-patient, triggerMethod: subscription}
 roles:
   - name: alpha-callers
     access_policy:
@@ -497,6 +499,18 @@ async fn a_forward_carries_the_identity_and_the_rewritten_path() {
     assert!(
         !forward.keep_authorization,
         "public never forwards Authorization"
+    );
+}
+
+#[tokio::test]
+async fn zambdas_not_invoked_over_http_are_labelled_by_name_but_unknown_ones_are_not() {
+    let gate = gate_with("", true);
+    let cron = decide(&gate, &post("/v1/zambda/nightly/execute").as_("bob")).await;
+    assert_eq!(cron.record.zambda.as_deref(), Some("nightly"));
+    let hidden = decide(&gate, &post("/v1/zambda/alpha/execute-public")).await;
+    assert_eq!(
+        hidden.record.zambda, None,
+        "the public route must not disclose the catalog"
     );
 }
 

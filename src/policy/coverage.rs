@@ -57,7 +57,7 @@ impl Set {
     /// The policy of a defined role.
     pub fn role_policy(&self, role: &str) -> Option<PolicyId> {
         // A role's index is its policy's (see `Set`).
-        self.role_names.get(role).map(|&index| PolicyId(index))
+        self.role_keys.get(role).map(|&index| PolicyId(index))
     }
 
     /// The policies `principal` holds, in evaluation order, as
@@ -67,6 +67,16 @@ impl Set {
         principal: &Principal<'a>,
     ) -> impl Iterator<Item = PolicyId> + use<'s, 'a> {
         self.held(principal).map(|held| PolicyId(held.policy))
+    }
+
+    /// The policies any unlisted actor of `issuer` holds before its token's
+    /// roles: its issuer's default roles, in order (none for an issuer
+    /// without `defaults`). This is the principal "any unlisted actor of
+    /// ISSUER" when comparing sets.
+    pub fn unlisted_policies(&self, issuer: &str) -> impl Iterator<Item = PolicyId> + '_ {
+        self.defaults_of(issuer)
+            .into_iter()
+            .flat_map(|defaults| defaults.roles.iter().map(|&role| PolicyId(role)))
     }
 
     /// What `policy` decides on each Zambda, read from the slots `decide`

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::model::{Actor, Effect, Holdings, Principal, Role, Rule, Set, Slots, Zambda};
+use super::model::{Actor, Defaults, Effect, Holdings, Principal, Role, Rule, Set, Slots, Zambda};
 
 /// The outcome of [`Set::decide`]. Two decisions are equal when they agree
 /// and name the same rule (the same object, not an equal one).
@@ -58,6 +58,8 @@ pub struct Explanation<'s> {
     pub decision: Decision<'s>,
     /// Actor entries that apply: the issuer-bound entry, then the "any" one.
     pub actors: Vec<&'s Actor>,
+    /// The defaults the actor holds, when no entry lists it.
+    pub defaults: Option<&'s Defaults>,
     /// Defined roles held, each once, in evaluation order.
     pub roles: Vec<HeldRole<'s>>,
     /// Roles named by the token that are not defined (ignored).
@@ -76,8 +78,11 @@ pub struct HeldRole<'s> {
 /// Where a held role comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum RoleSource<'s> {
-    /// Listed under `roles` of this actor entry.
+    /// Listed under `roles` of this actor entry (of `actors` or `m2ms`).
     Actor(&'s Actor),
+    /// The default roles of the token's issuer, held because no entry
+    /// lists the actor.
+    Default(&'s Defaults),
     /// Named by the token's roles claim.
     Token,
 }
@@ -121,11 +126,11 @@ impl Set {
         }
     }
 
-    /// Whether a role on its own allows `zambda` (for comparing sets per
-    /// role); `None` when no such role is defined.
+    /// Whether a role (by name or id) on its own allows `zambda` (for
+    /// comparing sets per role); `None` when no such role is defined.
     pub fn decide_role(&self, role: &str, zambda: &Zambda) -> Option<Decision<'_>> {
         // A role's index is its policy's (see `Set`).
-        let policy = *self.role_names.get(role)?;
+        let policy = *self.role_keys.get(role)?;
         let zambda = self.own(zambda)?;
         let slots = self.slots(policy, zambda.index);
         let deciding = self.rule(slots.deny).or_else(|| self.rule(slots.allow));
@@ -141,6 +146,7 @@ impl Set {
         let mut explanation = Explanation {
             decision: Decision::IMPLICIT_DENY,
             actors: Vec::new(),
+            defaults: None,
             roles: Vec::new(),
             ignored_roles: principal
                 .token_roles
@@ -157,6 +163,9 @@ impl Set {
                 .chain(any)
                 .filter_map(|holdings| self.actors.get(holdings.actor as usize)),
         );
+        if explanation.actors.is_empty() {
+            explanation.defaults = self.defaults_for(principal);
+        }
         let zambda = self.own(zambda);
         let mut seen = Vec::new();
         for held in self.held(principal) {
@@ -223,15 +232,34 @@ impl Set {
         (bound, subject.any.as_ref())
     }
 
+    /// The default roles `principal` holds if no entry lists it: those of
+    /// its token's issuer, never for a client-credentials subject (a
+    /// machine, never a self-signed-up user).
+    fn defaults_for(&self, principal: &Principal<'_>) -> Option<&Defaults> {
+        if principal.subject.ends_with("@clients") {
+            return None;
+        }
+        let index = *self.default_issuers.get(principal.issuer?)?;
+        self.defaults.get(index as usize)
+    }
+
     /// The policies `principal` holds, in evaluation order: inline policies
     /// (issuer-bound entry, then "any" entry), then the roles those entries
-    /// list, in that order, then the token's defined roles. A role may come
-    /// up more than once; evaluating it again never changes a decision.
+    /// list, in that order — or, when no entry lists the actor, the default
+    /// roles of its issuer — then the token's defined roles. A role may
+    /// come up more than once; evaluating it again never changes a
+    /// decision.
     pub(super) fn held<'s, 'a>(
         &'s self,
         principal: &Principal<'a>,
     ) -> impl Iterator<Item = Held<'s>> + use<'s, 'a> {
         let (bound, any) = self.actor_entries(principal);
+        // A listed actor holds only what its entries and its token give it:
+        // listing a user takes the defaults away.
+        let defaults = match (bound, any) {
+            (None, None) => self.defaults_for(principal),
+            _ => None,
+        };
         let token_roles = principal.token_roles;
         let entries = bound.into_iter().chain(any);
         let inline = entries.clone().filter_map(|holdings| {
@@ -258,10 +286,20 @@ impl Set {
                 .iter()
                 .filter_map(move |&index| role(index, RoleSource::Actor(actor?)))
         });
+        let default_roles = defaults.into_iter().flat_map(move |defaults| {
+            defaults
+                .roles
+                .iter()
+                .filter_map(move |&index| role(index, RoleSource::Default(defaults)))
+        });
+        // Names and ids share one table: one lookup per token role.
         let token_roles = token_roles
             .iter()
-            .filter_map(move |name| role(*self.role_names.get(name.as_str())?, RoleSource::Token));
-        inline.chain(file_roles).chain(token_roles)
+            .filter_map(move |key| role(*self.role_keys.get(key.as_str())?, RoleSource::Token));
+        inline
+            .chain(file_roles)
+            .chain(default_roles)
+            .chain(token_roles)
     }
 
     /// The first Deny and first Allow of `policy` covering `zambda`.

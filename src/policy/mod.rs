@@ -17,7 +17,11 @@
 //! each real file and directory is read once, so a Kubernetes ConfigMap
 //! volume (`x.yaml -> ..data/x.yaml`, `..data -> ..2024_…/`) yields each
 //! file exactly once and symlink loops end. A file holds any of the sections
-//! `zambdas`, `roles` and `actors`; an empty file is an empty set.
+//! `zambdas`, `roles`, `actors`, `m2ms` and `defaults`; an empty file is an
+//! empty set. Oystehr's objects load as its API returns them: Zambda
+//! objects (`triggerMethod`, `cron` and `subscription` kinds, no id needed),
+//! roles with ids and bare rule lists, M2M clients (actors whose subject is
+//! `<clientId>@clients`), and roles named by name, id or stub `{id, name}`.
 //!
 //! Loading is all-or-nothing and reports every error it finds, each naming
 //! the file, the entry (`roles[3] (lab-integrations).access_policy.rule[1]`)
@@ -43,9 +47,13 @@
 //! and subjects are compared exactly. A token from issuer `I` with subject
 //! `S` holds, in this order:
 //!
-//! 1. the inline policy of the entry (`I`, `S`), then that of ("any", `S`);
-//! 2. the roles listed by (`I`, `S`), then those listed by ("any", `S`);
-//! 3. the token's roles that are defined (others are ignored).
+//! 1. the inline policy of the entry (`I`, `S`), then that of ("any", `S`)
+//!    (entries of `actors` and `m2ms` alike);
+//! 2. the roles listed by (`I`, `S`), then those listed by ("any", `S`) —
+//!    or, when neither entry exists (the actor is *unlisted*), the default
+//!    roles of `I`, unless `S` ends in `@clients`;
+//! 3. the token's roles, by name or id, that are defined (others are
+//!    ignored).
 //!
 //! All their invoking rules are evaluated together: any matching Deny
 //! denies; otherwise any matching Allow allows; otherwise nothing allows
@@ -60,16 +68,19 @@
 //! scanning rules, and lists everything that matched. [`Set::coverage`]
 //! reads the same slots policy by policy, for comparing two sets.
 
+mod compile;
 mod coverage;
 mod decide;
-mod file;
-mod lines;
+mod grammar;
 mod load;
 mod model;
-mod split;
+mod text;
+mod walk;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_oystehr;
 
 pub use coverage::{Coverage, PolicyId};
 pub use decide::{Decision, Explanation, HeldRole, RoleSource};
@@ -79,4 +90,6 @@ pub use load::{
 };
 /// The fast hash of the policy tables, for tools that index policy data.
 pub(crate) use model::FxHasher;
-pub use model::{Actor, Effect, Origin, Principal, Role, Rule, Set, Stats, Zambda, ZambdaKind};
+pub use model::{
+    Actor, Client, Defaults, Effect, Origin, Principal, Role, Rule, Set, Stats, Zambda, ZambdaKind,
+};

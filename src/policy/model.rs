@@ -1,6 +1,6 @@
 //! The compiled, validated policy set and the types it hands out.
 //!
-//! Everything here was checked by `load`: a `Set` holds no "maybe invalid"
+//! Everything here was checked by `compile`: a `Set` holds no "maybe invalid"
 //! field. Rules that could decide an invocation are compiled per policy
 //! into two "every Zambda" slots plus a short list sorted by Zambda (see
 //! `Policy`), so that `decide` never scans rules. Inert rules (FHIR, Z3,
@@ -29,9 +29,13 @@ pub struct Set {
     /// Zambda ids and names (no name equals another Zambda's id).
     pub(super) zambda_keys: Table<u32>,
     pub(super) roles: Vec<Role>,
-    pub(super) role_names: Table<u32>,
+    /// Role names and ids (no id equals another role's name).
+    pub(super) role_keys: Table<u32>,
     pub(super) actors: Vec<Actor>,
     pub(super) subjects: Table<Subject>,
+    /// `defaults` entries, in file order, and their index by issuer.
+    pub(super) defaults: Vec<Defaults>,
+    pub(super) default_issuers: Table<u32>,
     pub(super) policies: Vec<Policy>,
     /// `rules[policy_rules[i].0..policy_rules[i].1]`: the invoking rules of
     /// `policies[i]` (kept apart: `decide` never reads them).
@@ -51,6 +55,12 @@ impl Set {
         Set::default()
     }
 
+    /// Whether some Zambda of the catalog was defined without an id: a
+    /// path template naming `{id}` cannot be rendered for it.
+    pub fn any_zambda_without_id(&self) -> bool {
+        self.zambdas.iter().any(|zambda| !zambda.has_id)
+    }
+
     /// A Zambda by id, else by name.
     pub fn zambda(&self, id_or_name: &str) -> Option<&Zambda> {
         let index = *self.zambda_keys.get(id_or_name)?;
@@ -62,9 +72,9 @@ impl Set {
         self.zambdas.iter()
     }
 
-    /// A role by name.
-    pub fn role(&self, name: &str) -> Option<&Role> {
-        let index = *self.role_names.get(name)?;
+    /// A role by name or id.
+    pub fn role(&self, name_or_id: &str) -> Option<&Role> {
+        let index = *self.role_keys.get(name_or_id)?;
         self.roles.get(index as usize)
     }
 
@@ -86,6 +96,36 @@ impl Set {
     /// The roles an actor entry names, in the order listed.
     pub fn actor_roles<'s>(&'s self, actor: &'s Actor) -> impl Iterator<Item = &'s Role> + 's {
         actor
+            .roles
+            .iter()
+            .filter_map(|&role| self.roles.get(role as usize))
+    }
+
+    /// Every `defaults` entry, in file order (one per issuer).
+    pub fn defaults(&self) -> impl Iterator<Item = &Defaults> {
+        self.defaults.iter()
+    }
+
+    /// The issuers `defaults` names: each must be a configured issuer,
+    /// which only the configuration can tell.
+    pub fn default_issuers(&self) -> impl Iterator<Item = &str> {
+        self.defaults
+            .iter()
+            .map(|defaults| defaults.issuer.as_str())
+    }
+
+    /// The `defaults` entry of `issuer`, if any.
+    pub fn defaults_of(&self, issuer: &str) -> Option<&Defaults> {
+        let index = *self.default_issuers.get(issuer)?;
+        self.defaults.get(index as usize)
+    }
+
+    /// The roles a `defaults` entry names, in the order listed.
+    pub fn default_roles<'s>(
+        &'s self,
+        defaults: &'s Defaults,
+    ) -> impl Iterator<Item = &'s Role> + 's {
+        defaults
             .roles
             .iter()
             .filter_map(|&role| self.roles.get(role as usize))
@@ -121,8 +161,11 @@ pub struct Stats {
     pub files: usize,
     pub zambdas: usize,
     pub roles: usize,
-    /// Actor entries (an issuer-bound and an "any" entry count twice).
+    /// Actor entries, M2M clients included (an issuer-bound and an "any"
+    /// entry count twice).
     pub actors: usize,
+    /// Of `actors`, the entries of the `m2ms` section.
+    pub m2ms: usize,
     /// Rules that are Zambda-facing (validated, may govern invocation).
     pub zambda_rules: usize,
     /// Rules kept inert (FHIR, Z3, Messaging, …): counted, never evaluated.
@@ -139,6 +182,9 @@ impl Stats {
 /// A catalog entry.
 #[derive(Debug)]
 pub struct Zambda {
+    /// Oystehr's id; for a definition without one (ids are assigned at
+    /// deploy), the name, so that `id` always identifies the Zambda within
+    /// its set. [`Zambda::has_id`] tells the two apart.
     pub id: String,
     pub name: String,
     pub kind: ZambdaKind,
@@ -147,6 +193,8 @@ pub struct Zambda {
     pub file: Arc<Path>,
     pub line: Option<usize>,
     pub(super) index: u32,
+    /// Whether the definition carried an id (else `id` is the name).
+    pub(super) has_id: bool,
 }
 
 impl Zambda {
@@ -154,15 +202,34 @@ impl Zambda {
     pub fn index(&self) -> u32 {
         self.index
     }
+
+    /// Whether the definition carried an id; a Zambda without one is
+    /// matched by name only, and a path template cannot name its id.
+    pub fn has_id(&self) -> bool {
+        self.has_id
+    }
 }
 
-/// How a Zambda is invoked.
+/// How a Zambda is invoked: Oystehr's trigger method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZambdaKind {
-    /// `execute`, with a token and permission.
+    /// `execute`, with a token and permission (Oystehr's `http_auth`).
     Authenticated,
-    /// `execute-public`, by anyone.
+    /// `execute-public`, by anyone (Oystehr's `http_open`).
     Public,
+    /// Run on a schedule, never over HTTP: both routes answer 404.
+    Cron,
+    /// Run on a FHIR subscription, never over HTTP: both routes answer 404.
+    Subscription,
+}
+
+impl ZambdaKind {
+    /// Whether either route may invoke it. A `cron` or `subscription`
+    /// Zambda is in the catalog (so metrics can name it) but is answered
+    /// like an unknown Zambda, as Oystehr does.
+    pub fn invocable_over_http(self) -> bool {
+        matches!(self, ZambdaKind::Authenticated | ZambdaKind::Public)
+    }
 }
 
 impl fmt::Display for ZambdaKind {
@@ -170,6 +237,8 @@ impl fmt::Display for ZambdaKind {
         f.write_str(match self {
             ZambdaKind::Authenticated => "authenticated",
             ZambdaKind::Public => "public",
+            ZambdaKind::Cron => "cron",
+            ZambdaKind::Subscription => "subscription",
         })
     }
 }
@@ -192,11 +261,35 @@ pub struct Actor {
     /// `None`: the entry applies to tokens of any issuer.
     pub issuer: Option<String>,
     pub description: Option<String>,
+    /// Set when the entry is an M2M client of the `m2ms` section.
+    pub client: Option<Client>,
     pub file: Arc<Path>,
     pub line: Option<usize>,
     /// Defined roles, in the order listed, without repeats.
     pub(super) roles: Box<[u32]>,
     pub(super) policy: Option<u32>,
+}
+
+/// What an M2M client entry says beside its actor fields, kept for
+/// display. Its actor's subject is `<client_id>@clients`.
+#[derive(Debug)]
+pub struct Client {
+    pub client_id: String,
+    /// Oystehr's id of the client (not its `clientId`).
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The default roles of one issuer: what every authenticated actor of that
+/// issuer holds when no `actors` or `m2ms` entry lists it (Oystehr's
+/// default patient role).
+#[derive(Debug)]
+pub struct Defaults {
+    pub issuer: String,
+    pub file: Arc<Path>,
+    pub line: Option<usize>,
+    /// Defined roles, in the order listed, without repeats.
+    pub(super) roles: Box<[u32]>,
 }
 
 impl Actor {
@@ -211,6 +304,11 @@ impl Actor {
         }
     }
 
+    /// Whether the entry is an M2M client of the `m2ms` section.
+    pub fn is_m2m(&self) -> bool {
+        self.client.is_some()
+    }
+
     /// Whether the entry carries an inline access policy.
     pub fn has_access_policy(&self) -> bool {
         self.policy.is_some()
@@ -222,7 +320,8 @@ impl Actor {
 pub struct Principal<'a> {
     pub subject: &'a str,
     pub issuer: Option<&'a str>,
-    /// Role names from the token; names that are not defined are ignored.
+    /// Role names or ids from the token; those naming no defined role are
+    /// ignored.
     pub token_roles: &'a [String],
 }
 

@@ -392,7 +392,7 @@ fn cases() -> Vec<Case> {
         case("an unknown top-level key", "policies: []\n".to_owned(), ALICE, "alpha", Error("policy.yaml:1: unknown field `policies`")),
         case("an unknown key on an actor", "actors:\n  - subject: alice\n    role: [x]\n".to_owned(), ALICE, "alpha", Error("actors[0]: unknown field `role`")),
         case("an id outside [A-Za-z0-9_-]", "zambdas:\n  - id: a/b\n    name: delta\n".to_owned(), ALICE, "alpha", Error("zambdas[0] (delta): id \"a/b\" must match")),
-        case("an unknown Zambda type", "zambdas:\n  - id: d\n    name: delta\n    type: private\n".to_owned(), ALICE, "alpha", Error("type must be `authenticated` or `public`, not \"private\"")),
+        case("an unknown Zambda type", "zambdas:\n  - id: d\n    name: delta\n    type: private\n".to_owned(), ALICE, "alpha", Error("type must be `authenticated`, `public`, `http_auth`, `http_open`, `cron` or `subscription`, not \"private\"")),
         case("a role name with a comma", roles(&[role("a,b", "*", "*", "Allow")]), ALICE, "alpha", Error("contains a comma")),
         case("an unquoted *", "actors:\n  - subject: alice\n    access_policy: {rule: {action: *, resource: \"*\", effect: Deny}}\n".to_owned(), ALICE, "alpha", Error("policy.yaml:3: did not find expected alphabetic or numeric character at line 3 column 37, while scanning an alias at line 3 column 36 (a bare `*` must be quoted: \"*\")")),
         case("a type error", "actors:\n  - subject: alice\n    roles: lab\n".to_owned(), ALICE, "alpha", Error("policy.yaml:3: actors[0].roles: invalid type: string \"lab\", expected a sequence")),
@@ -563,6 +563,7 @@ fn explain_lists_roles_sources_and_matching_rules() {
             let source = match held.source {
                 RoleSource::Actor(actor) if actor.issuer.is_some() => "bound entry",
                 RoleSource::Actor(_) => "any entry",
+                RoleSource::Default(_) => "defaults",
                 RoleSource::Token => "token",
             };
             (held.role.name.as_str(), source)
@@ -846,6 +847,9 @@ const BLOCK_SHAPES: &[&str] = &[
     "roles:\r\n  - name: a\r\n    description: |\r\n      - not: an item\r\n      rule: x\r\n    accessPolicy:\r\n      rule:\r\n        action: x\r\n        resource: y\r\n        effect: Allow\r\n",
     "zambdas:\n  - id: a\n    name: b\n    type: public\n\n\n  # between entries\n  - id: c\n    name: d # trailing\nroles:\n  - name: long\n    description: a plain scalar\n      that goes on\n      and on, with commas\n    access_policy:\n      \"rule\":\n        - action: [FHIR:Read, Zambda:InvokeFunction]\n          resource:\n            - FHIR:Patient\n            - Zambda:Function:b\n          effect: Allow\n          condition:\n            ForAllValues:StringEquals:\n              - a\n              - {b: c}\n        - {action: \"*\", resource: \"*\", effect: Deny}\n        - \"not a rule\"\n",
     "other: 1\nroles:\nactors:\nzambdas: []\n",
+    // Oystehr's objects: bare rule lists (deeper and at the key's column),
+    // M2M clients and defaults naming roles by stub.
+    "roles:\n  - id: r1\n    name: a\n    memberCount: 3\n    accessPolicy:\n      - action: \"*\"\n        resource: \"*\"\n        effect: Allow\n      - {action: x, resource: y, effect: Deny}\n  - name: b\n    accessPolicy:\n    - action: x\n      resource: y\n      effect: Allow\n  - name: c\n    accessPolicy: [{action: x, resource: y, effect: Allow}]\nm2ms:\n  - clientId: c1\n    roles:\n      - {id: r1, name: a}\n      - id: r1\n        name: a\n      - b\n    accessPolicy:\n      rule:\n        - {action: x, resource: y, effect: Allow}\ndefaults:\n  - issuer: https://i.example/\n    roles: [a, {id: r1}]\n  - issuer: j\n    roles:\n    - a\n",
 ];
 
 /// YAML the fast reader must leave to the parser.
@@ -863,29 +867,36 @@ const PARSER_SHAPES: &[&str] = &[
 /// Asserts that the fast reader agrees with the parser on `text` (where it
 /// reads it at all) and returns whether it did.
 fn same_lines(text: &str) -> bool {
-    let Some(fast) = lines::block::index(text) else {
+    let Some(fast) = text::lines::block::index(text) else {
         return false;
     };
-    let slow = lines::Lines::walk(text, false);
+    let slow = text::lines::Lines::walk(text, false);
     same(&fast, &slow, text);
     true
 }
 
 /// Asserts that two line indexes of `text` agree on everything asked of
 /// them (entries' first lines, rules' and roles' lines).
-fn same(fast: &lines::Lines, slow: &lines::Lines, text: &str) {
-    for (fast, slow, name) in [
-        (&fast.zambdas, &slow.zambdas, "zambdas"),
-        (&fast.roles, &slow.roles, "roles"),
-        (&fast.actors, &slow.actors, "actors"),
-    ] {
-        let firsts = |entries: &[lines::Entry]| entries.iter().map(|e| e.first).collect::<Vec<_>>();
-        assert_eq!(firsts(fast), firsts(slow), "{name} in {text}");
+fn same(fast: &text::lines::Lines, slow: &text::lines::Lines, text: &str) {
+    for section in text::lines::Section::ALL {
+        let firsts = |lines: &text::lines::Lines| {
+            let count = (0..)
+                .take_while(|&i| lines.entry(section, i).is_some())
+                .count();
+            (0..count)
+                .map(|i| lines.entry(section, i))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(firsts(fast), firsts(slow), "{} in {text}", section.key());
     }
-    for (section, entries) in [
-        (lines::Section::Roles, &slow.roles),
-        (lines::Section::Actors, &slow.actors),
-    ] {
+    for section in text::lines::Section::ALL {
+        let entries = match section {
+            text::lines::Section::Zambdas => &slow.zambdas,
+            text::lines::Section::Roles => &slow.roles,
+            text::lines::Section::Actors => &slow.actors,
+            text::lines::Section::M2ms => &slow.m2ms,
+            text::lines::Section::Defaults => &slow.defaults,
+        };
         for (i, entry) in entries.iter().enumerate() {
             for (j, &line) in entry.rules.iter().enumerate() {
                 assert_eq!(
@@ -895,7 +906,11 @@ fn same(fast: &lines::Lines, slow: &lines::Lines, text: &str) {
                 );
             }
             for (k, &line) in entry.roles.iter().enumerate() {
-                assert_eq!(fast.actor_role(i, k), Some(line), "role {i}.{k} in {text}");
+                assert_eq!(
+                    fast.role(section, i, k),
+                    Some(line),
+                    "role {i}.{k} in {text}"
+                );
             }
         }
     }
@@ -907,14 +922,15 @@ const JSON_SHAPES: &[&str] = &[
     "{\"actors\":[{\"subject\":\"a\",\"roles\":[\n\"x\",\n\"y\"],\n\"access_policy\":{\"rule\":\n{\"action\":\"*\",\"resource\":\"*\",\"effect\":\"Deny\",\"condition\":{\"a\":[1,2.5e3,true,null,{}]}}}},\n{}, 3, \"s\"],\n\"zambdas\": [{\"id\": \"z\", \"name\": \"n\"}], \"other\": {\"roles\": [1]}}",
     "{}",
     "  {\"roles\": null, \"actors\": []}  \n",
+    "{\"roles\": [{\"id\": \"r1\", \"name\": \"a\", \"accessPolicy\": [\n {\"action\": \"*\", \"resource\": \"*\", \"effect\": \"Allow\"},\n {\"action\": \"x\", \"resource\": \"y\", \"effect\": \"Deny\"}]}],\n \"m2ms\": [{\"clientId\": \"c1\",\n  \"roles\": [{\"id\": \"r1\", \"name\": \"a\"},\n   \"a\"]}],\n \"defaults\": [{\"issuer\": \"i\", \"roles\": [\n\"a\"]}]}\n",
 ];
 
 /// Asserts that the fast JSON reader agrees with the parser on `text`.
 fn same_json_lines(text: &str) -> bool {
-    let Some(fast) = lines::json::index(text) else {
+    let Some(fast) = text::lines::json::index(text) else {
         return false;
     };
-    let slow = lines::Lines::walk(text, true);
+    let slow = text::lines::Lines::walk(text, true);
     same(&fast, &slow, text);
     true
 }
@@ -929,7 +945,10 @@ fn the_fast_json_reader_agrees_with_the_parser() {
         assert!(same_json_lines(text), "not read fast:\n{text}");
     }
     for text in ["{\"ro\\u006ces\": []}", "[1]", "{\"roles\": [}", "{} x"] {
-        assert!(lines::json::index(text).is_none(), "read fast:\n{text}");
+        assert!(
+            text::lines::json::index(text).is_none(),
+            "read fast:\n{text}"
+        );
     }
     // The catalog, the fixture and the shipped policies, as JSON.
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"));
@@ -982,7 +1001,10 @@ fn the_fast_line_reader_agrees_with_the_parser() {
         assert!(same_lines(text), "not read fast:\n{text}");
     }
     for text in PARSER_SHAPES {
-        assert!(lines::block::index(text).is_none(), "read fast:\n{text}");
+        assert!(
+            text::lines::block::index(text).is_none(),
+            "read fast:\n{text}"
+        );
     }
     let mut texts: Vec<String> = vec![CATALOG.to_owned(), FIXTURE.to_owned(), real_role()];
     for case in cases() {
@@ -1052,18 +1074,19 @@ const PIECE_SHAPES: &[&str] = &[
     "roles:\n  - name: a\n    access_policy:\n      rule: &rules\n        - {action: \"*\", resource: \"*\", effect: Allow}\n  - name: b\n    access_policy:\n      rule: *rules\n",
     "roles:\n  - name: \"a\n  - b\"\n    access_policy: {rule: []}\n  - name: c\n    access_policy: {rule: []}\n",
     "roles:\n  - name: a\n    access_policy: {rule: []}\n  - name: a\n    access_policy: {rule: []}\nactors:\n  - subject: s\n    roles: [a, b]\n",
+    "zambdas:\n  - {name: n, triggerMethod: cron, schedule: {expression: x}}\n  - name: m\nm2ms:\n  - clientId: c1\n    roles:\n      - {id: r1, name: a}\n    accessPolicy:\n      - {action: x, resource: y, effect: Allow}\n  - clientId: c2\ndefaults:\n  - issuer: i\n    roles: [a]\n  - issuer: j\n    roles:\n      - id: r1\n        name: a\n",
 ];
 
 /// Parses `text` in pieces of about `size` bytes, as a large file is
 /// loaded: `None` when it is not split or a piece does not parse alone.
-fn in_pieces(text: &str, size: usize) -> Option<(file::File, lines::Lines)> {
-    let pieces = split::split(text, size).filter(|pieces| pieces.len() > 1)?;
+fn in_pieces(text: &str, size: usize) -> Option<(text::file::File, text::lines::Lines)> {
+    let pieces = text::split::split(text, size).filter(|pieces| pieces.len() > 1)?;
     let path = Path::new("p.yaml");
     let parsed: Option<Vec<_>> = pieces
         .iter()
-        .map(|piece| load::parse_piece(path, piece))
+        .map(|piece| text::parse_piece(path, piece))
         .collect();
-    Some(load::merge(parsed?))
+    Some(text::merge(parsed?))
 }
 
 /// Asserts that `text` parsed in pieces (where it is) is `text` parsed
@@ -1072,12 +1095,12 @@ fn same_in_pieces(text: &str, size: usize) -> bool {
     let Some((content, lines)) = in_pieces(text, size) else {
         return false;
     };
-    let whole = load::deserialize(Path::new("p.yaml"), text)
+    let whole = text::deserialize(Path::new("p.yaml"), text)
         .unwrap_or_else(|e| panic!("parsed in pieces, not whole ({e}):\n{text}"));
     assert_eq!(format!("{content:?}"), format!("{whole:?}"), "{text}");
     // Each piece may be indexed by the fast reader or the parser: the
     // lines they answer agree.
-    let whole_lines = lines::Lines::index(text, false);
+    let whole_lines = text::lines::Lines::index(text, false);
     same(&lines, &whole_lines, text);
     same(&whole_lines, &lines, text);
     true
@@ -1085,7 +1108,10 @@ fn same_in_pieces(text: &str, size: usize) -> bool {
 
 #[test]
 fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
-    for (text, pieced) in PIECE_SHAPES.iter().zip([true, true, false, false, true]) {
+    for (text, pieced) in PIECE_SHAPES
+        .iter()
+        .zip([true, true, false, false, true, true])
+    {
         assert_eq!(same_in_pieces(text, 1), pieced, "{text}");
     }
     for text in [
@@ -1096,7 +1122,7 @@ fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
         "roles:\n  - name: a\nroles:\n  - name: b\n",
         "roles:\n  - name: a\n - name: b\n",
     ] {
-        assert!(split::split(text, 1).is_none(), "split:\n{text}");
+        assert!(text::split::split(text, 1).is_none(), "split:\n{text}");
     }
     let mut texts: Vec<String> = vec![CATALOG.to_owned(), FIXTURE.to_owned(), real_role()];
     texts.extend(
@@ -1149,7 +1175,7 @@ fn a_file_parsed_in_pieces_is_the_file_parsed_whole() {
 fn a_large_file_loads_in_pieces_with_the_errors_of_the_whole() {
     let mut text = "zambdas:\n  - id: alpha\n    name: alpha-fn\nroles:\n".to_owned();
     let mut roles = 0;
-    while text.len() < 4 * load::PIECE_BYTES {
+    while text.len() < 4 * text::PIECE_BYTES {
         text.push_str(&format!(
             "  - name: role-{roles}\n    access_policy:\n      rule:\n        - action: [Zambda:InvokeFunction]\n          resource: [Zambda:Function:alpha]\n          effect: Allow\n"
         ));
@@ -1174,7 +1200,7 @@ fn a_large_file_loads_in_pieces_with_the_errors_of_the_whole() {
         1,
     );
     let errors = load_texts(&[(path, &bad)]).expect_err("invalid");
-    let whole = load::deserialize(path, &bad).expect_err("invalid");
+    let whole = text::deserialize(path, &bad).expect_err("invalid");
     assert_eq!(errors.0, vec![whole]);
     assert_eq!(errors.0[0].line, line_of(&bad, "colour: red"));
 

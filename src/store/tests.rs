@@ -111,3 +111,33 @@ fn every_user_gets_the_checks_that_need_the_config() {
     );
     assert!(load(&with).is_ok());
 }
+
+#[test]
+fn defaults_need_a_configured_issuer_and_id_templates_need_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "zambdas:\n  - name: alpha\nroles:\n  - name: Patient\n    accessPolicy: []\n\
+         defaults:\n  - issuer: https://other.test/\n    roles: [Patient]\n",
+    )
+    .unwrap();
+    let errors = load(&config(dir.path(), "")).unwrap_err().to_string();
+    assert!(
+        errors.contains("\"https://other.test/\" is not configured"),
+        "{errors}"
+    );
+
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "zambdas:\n  - name: alpha\n  - {id: z-2, name: beta}\n",
+    )
+    .unwrap();
+    let by_name = config(dir.path(), "upstream:\n  path_template: /fn/{name}\n");
+    assert!(load(&by_name).is_ok());
+    let by_id = config(dir.path(), "upstream:\n  path_template: /fn/{id}\n");
+    let errors = load(&by_id).unwrap_err().to_string();
+    assert!(
+        errors.contains("zambda alpha") && errors.contains("uses {id}") && !errors.contains("beta"),
+        "{errors}"
+    );
+}

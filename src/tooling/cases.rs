@@ -652,7 +652,7 @@ impl Case {
     }
 }
 
-/// Requirements a case against the set it runs on.
+/// Checks a case against the set it runs on.
 fn resolve(case: CaseContent, set: &Set, config: &mut LazyConfig<'_>) -> Result<Case, String> {
     let Some(zambda) = set.zambda(&case.zambda) else {
         return Err(format!("zambda {:?} is not in the catalog", case.zambda));

@@ -2,9 +2,9 @@
 //! the `file:line` that every compiled rule carries.
 //!
 //! serde_yaml keeps no spans, so the text is read a second time. Only the
-//! positions the loader reports are recorded: each entry of `zambdas`,
-//! `roles` and `actors` (its first and last line), each rule of its access
-//! policy, and each role an actor names.
+//! positions the loader reports are recorded: each entry of every section
+//! (its first and last line), each rule of its access policy (an object or
+//! a plain list of rules), and each role it names.
 //!
 //! Block-style YAML, the usual shape of policy files, is indexed line by
 //! line by [`block`], and JSON by [`json`]; both give up on anything they do
@@ -14,33 +14,63 @@
 //! already reported the error). JSON is YAML for the walk; tabs, which YAML
 //! forbids as indentation but JSON allows as whitespace, are read as spaces.
 
-pub(super) mod block;
-pub(super) mod json;
+pub(in crate::policy) mod block;
+pub(in crate::policy) mod json;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 
-/// The three sections of a policy file.
+/// The sections of a policy file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Section {
+pub(in crate::policy) enum Section {
     Zambdas,
     Roles,
     Actors,
+    M2ms,
+    Defaults,
 }
 
 impl Section {
-    pub(super) fn key(self) -> &'static str {
+    /// Every section, in the order of `Lines`' fields.
+    pub(in crate::policy) const ALL: [Section; 5] = [
+        Section::Zambdas,
+        Section::Roles,
+        Section::Actors,
+        Section::M2ms,
+        Section::Defaults,
+    ];
+
+    pub(in crate::policy) fn key(self) -> &'static str {
         match self {
             Section::Zambdas => "zambdas",
             Section::Roles => "roles",
             Section::Actors => "actors",
+            Section::M2ms => "m2ms",
+            Section::Defaults => "defaults",
         }
+    }
+
+    /// The section a root key opens, if any.
+    pub(in crate::policy) fn of_key(key: &[u8]) -> Option<Section> {
+        Section::ALL
+            .into_iter()
+            .find(|section| section.key().as_bytes() == key)
+    }
+
+    /// Whether its entries carry an access policy whose rules are indexed.
+    pub(in crate::policy) fn has_policy(self) -> bool {
+        matches!(self, Section::Roles | Section::Actors | Section::M2ms)
+    }
+
+    /// Whether its entries name roles whose lines are indexed.
+    pub(in crate::policy) fn names_roles(self) -> bool {
+        matches!(self, Section::Actors | Section::M2ms | Section::Defaults)
     }
 }
 
 /// Where one entry of a section sits in its file (1-based lines).
 #[derive(Debug, Default)]
-pub(super) struct Entry {
+pub(in crate::policy) struct Entry {
     pub first: usize,
     pub last: usize,
     /// Line of each rule of the entry's access policy.
@@ -56,15 +86,17 @@ pub(super) struct Entry {
 
 /// The line index of one file.
 #[derive(Debug, Default)]
-pub(super) struct Lines {
+pub(in crate::policy) struct Lines {
     pub zambdas: Vec<Entry>,
     pub roles: Vec<Entry>,
     pub actors: Vec<Entry>,
+    pub m2ms: Vec<Entry>,
+    pub defaults: Vec<Entry>,
 }
 
 impl Lines {
     /// Indexes `text`; `json` selects the JSON reading of whitespace.
-    pub(super) fn index(text: &str, json: bool) -> Lines {
+    pub(in crate::policy) fn index(text: &str, json: bool) -> Lines {
         let fast = if json {
             json::index(text)
         } else {
@@ -74,7 +106,7 @@ impl Lines {
     }
 
     /// Indexes `text` with the YAML parser.
-    pub(super) fn walk(text: &str, json: bool) -> Lines {
+    pub(in crate::policy) fn walk(text: &str, json: bool) -> Lines {
         let mut lines = Lines::default();
         let mut walker = if json && text.contains('\t') {
             Walker::new(Parser::new(Box::new(Detab(text.chars()))))
@@ -88,12 +120,14 @@ impl Lines {
 
     /// Moves every line `offset` lines down: the index of a part of a file
     /// that starts `offset` lines into it.
-    pub(super) fn shift(&mut self, offset: usize) {
+    pub(in crate::policy) fn shift(&mut self, offset: usize) {
         for entry in self
             .zambdas
             .iter_mut()
             .chain(&mut self.roles)
             .chain(&mut self.actors)
+            .chain(&mut self.m2ms)
+            .chain(&mut self.defaults)
         {
             entry.first += offset;
             entry.last += offset;
@@ -111,10 +145,12 @@ impl Lines {
 
     /// Appends the entries of `other`, the index of a later part of the
     /// same file.
-    pub(super) fn append(&mut self, mut other: Lines) {
+    pub(in crate::policy) fn append(&mut self, mut other: Lines) {
         self.zambdas.append(&mut other.zambdas);
         self.roles.append(&mut other.roles);
         self.actors.append(&mut other.actors);
+        self.m2ms.append(&mut other.m2ms);
+        self.defaults.append(&mut other.defaults);
     }
 
     fn section(&self, section: Section) -> &[Entry] {
@@ -122,6 +158,8 @@ impl Lines {
             Section::Zambdas => &self.zambdas,
             Section::Roles => &self.roles,
             Section::Actors => &self.actors,
+            Section::M2ms => &self.m2ms,
+            Section::Defaults => &self.defaults,
         }
     }
 
@@ -130,37 +168,47 @@ impl Lines {
             Section::Zambdas => &mut self.zambdas,
             Section::Roles => &mut self.roles,
             Section::Actors => &mut self.actors,
+            Section::M2ms => &mut self.m2ms,
+            Section::Defaults => &mut self.defaults,
         }
     }
 
     /// Line where entry `index` of `section` starts.
-    pub(super) fn entry(&self, section: Section, index: usize) -> Option<usize> {
+    pub(in crate::policy) fn entry(&self, section: Section, index: usize) -> Option<usize> {
         self.section(section).get(index).map(|entry| entry.first)
     }
 
     /// Line of rule `rule` of the access policy of entry `index`.
-    pub(super) fn rule(&self, section: Section, index: usize, rule: usize) -> Option<usize> {
+    pub(in crate::policy) fn rule(
+        &self,
+        section: Section,
+        index: usize,
+        rule: usize,
+    ) -> Option<usize> {
         let entry = self.section(section).get(index)?;
         entry.rules.get(rule).copied().or(entry.rules_flow)
     }
 
-    /// Line of the `role`-th role named by actor `index`.
-    pub(super) fn actor_role(&self, index: usize, role: usize) -> Option<usize> {
-        let entry = self.actors.get(index)?;
+    /// Line of the `role`-th role named by entry `index` of `section`.
+    pub(in crate::policy) fn role(
+        &self,
+        section: Section,
+        index: usize,
+        role: usize,
+    ) -> Option<usize> {
+        let entry = self.section(section).get(index)?;
         entry.roles.get(role).copied().or(entry.roles_flow)
     }
 
     /// The entry whose lines contain `line`, if any.
-    pub(super) fn entry_at(&self, line: usize) -> Option<(Section, usize)> {
-        [Section::Zambdas, Section::Roles, Section::Actors]
-            .into_iter()
-            .find_map(|section| {
-                let index = self
-                    .section(section)
-                    .iter()
-                    .position(|entry| entry.first <= line && line <= entry.last)?;
-                Some((section, index))
-            })
+    pub(in crate::policy) fn entry_at(&self, line: usize) -> Option<(Section, usize)> {
+        Section::ALL.into_iter().find_map(|section| {
+            let index = self
+                .section(section)
+                .iter()
+                .position(|entry| entry.first <= line && line <= entry.last)?;
+            Some((section, index))
+        })
     }
 }
 
@@ -286,11 +334,8 @@ impl<'a> Walker<'a> {
             return Some(());
         }
         self.mapping(|walker, key, first, _| {
-            let section = match key {
-                "zambdas" => Section::Zambdas,
-                "roles" => Section::Roles,
-                "actors" => Section::Actors,
-                _ => return walker.skip(&first),
+            let Some(section) = Section::of_key(key.as_bytes()) else {
+                return walker.skip(&first);
             };
             walker.sequence(first, |walker, _, first, line| {
                 let mut entry = Entry {
@@ -313,18 +358,25 @@ impl<'a> Walker<'a> {
             return self.skip(&first);
         }
         self.mapping(|walker, key, first, _| match key {
-            "access_policy" | "accessPolicy" => walker.policy(first, &mut entry.rules),
-            "roles" if section == Section::Actors => {
-                walker.sequence(first, |walker, _, first, line| {
-                    entry.roles.push(line);
-                    walker.skip(&first)
-                })
+            "access_policy" | "accessPolicy" if section.has_policy() => {
+                walker.policy(first, &mut entry.rules)
             }
+            "roles" if section.names_roles() => walker.sequence(first, |walker, _, first, line| {
+                entry.roles.push(line);
+                walker.skip(&first)
+            }),
             _ => walker.skip(&first),
         })
     }
 
     fn policy(&mut self, first: Event, rules: &mut Vec<usize>) -> Option<()> {
+        if matches!(first, Event::SequenceStart(..)) {
+            // A plain list of rules.
+            return self.sequence(first, |walker, _, first, line| {
+                rules.push(line);
+                walker.skip(&first)
+            });
+        }
         if !matches!(first, Event::MappingStart(..)) {
             return self.skip(&first);
         }

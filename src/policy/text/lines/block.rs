@@ -47,7 +47,7 @@ enum Frame {
 #[derive(Debug, Clone, Copy)]
 enum List {
     Rules(Section),
-    Roles,
+    Roles(Section),
 }
 
 /// What the node after a key (or a `-`) with nothing on its line may be.
@@ -57,7 +57,7 @@ enum Opens {
     Entry(Section),
     Policy(Section),
     Rules(Section),
-    Roles,
+    Roles(Section),
     Item(List),
     Nothing,
 }
@@ -193,11 +193,8 @@ impl Indexer {
         match frame {
             Frame::Root { indent } if line.indent == indent => {
                 let (key, value) = key_value(line.content)?;
-                let section = match key {
-                    "zambdas" => Section::Zambdas,
-                    "roles" => Section::Roles,
-                    "actors" => Section::Actors,
-                    _ => return self.value(line, value, Opens::Nothing, |_, _| Some(())),
+                let Some(section) = Section::of_key(key.as_bytes()) else {
+                    return self.value(line, value, Opens::Nothing, |_, _| Some(()));
                 };
                 // A section in flow style is left to the parser, unless empty.
                 if value.starts_with('[') && value != "[]" {
@@ -292,14 +289,14 @@ impl Indexer {
     fn entry_key(&mut self, section: Section, line: &Line<'_>) -> Option<()> {
         let (key, value) = key_value(line.content)?;
         match key {
-            "access_policy" | "accessPolicy" if section != Section::Zambdas => {
+            "access_policy" | "accessPolicy" if section.has_policy() => {
                 self.value(line, value, Opens::Policy(section), |indexer, number| {
                     indexer.current(section)?.rules_flow = Some(number);
                     Some(())
                 })
             }
-            "roles" if section == Section::Actors => {
-                self.value(line, value, Opens::Roles, |indexer, number| {
+            "roles" if section.names_roles() => {
+                self.value(line, value, Opens::Roles(section), |indexer, number| {
                     indexer.current(section)?.roles_flow = Some(number);
                     Some(())
                 })
@@ -358,10 +355,12 @@ impl Indexer {
                 });
                 self.within(line)
             }
-            Opens::Rules(_) | Opens::Roles if line.dash() => {
+            Opens::Policy(_) | Opens::Rules(_) | Opens::Roles(_) if line.dash() => {
+                // Under a policy key, a plain list of rules.
                 let list = match pending.opens {
-                    Opens::Rules(section) => List::Rules(section),
-                    _ => List::Roles,
+                    Opens::Policy(section) | Opens::Rules(section) => List::Rules(section),
+                    Opens::Roles(section) => List::Roles(section),
+                    _ => return None,
                 };
                 self.stack.push(Frame::Items {
                     indent: line.indent,
@@ -422,7 +421,7 @@ impl Indexer {
     fn record(&mut self, list: List, number: usize) -> Option<()> {
         match list {
             List::Rules(section) => self.current(section)?.rules.push(number),
-            List::Roles => self.current(Section::Actors)?.roles.push(number),
+            List::Roles(section) => self.current(section)?.roles.push(number),
         }
         Some(())
     }
@@ -468,7 +467,7 @@ fn key_value(content: &str) -> Option<(&str, &str)> {
     Some((key, value))
 }
 
-/// Requirements a value or item that is read on this line only: no anchor, alias
+/// Checks a value or item that is read on this line only: no anchor, alias
 /// or tag; quoted scalars and flow collections close on the line.
 fn checked(value: &str) -> Option<()> {
     if value.starts_with(['&', '*', '!', '%', '@', '`']) {

@@ -7,7 +7,7 @@
 //! entry's lines (values, block scalars, comments) all sit between its dash
 //! and the next dash of its section, and parse the same in a piece as in
 //! the file. The split is only offered when the file's root holds nothing
-//! but the three section keys, each once, each opening a block list, so
+//! but the section keys, each once, each opening a block list, so
 //! the pieces' sections concatenated are the file's. Whatever a piece
 //! cannot parse by itself (an alias of another piece's anchor, a quoted
 //! scalar running past its entry) fails in that piece, and the loader then
@@ -16,7 +16,7 @@
 use super::lines::Section;
 
 /// Entries of one section, as a document of their own.
-pub(super) struct Piece<'a> {
+pub(in crate::policy) struct Piece<'a> {
     pub section: Section,
     /// The entries' lines, from the first dash to the next entry's.
     pub entries: &'a str,
@@ -26,7 +26,7 @@ pub(super) struct Piece<'a> {
 
 impl Piece<'_> {
     /// The piece as a YAML document: the section key, then the entries.
-    pub(super) fn document(&self) -> String {
+    pub(in crate::policy) fn document(&self) -> String {
         let key = self.section.key();
         let mut document = String::with_capacity(key.len() + 2 + self.entries.len());
         document.push_str(key);
@@ -36,20 +36,20 @@ impl Piece<'_> {
     }
 
     /// How far the piece's line numbers are from the file's.
-    pub(super) fn offset(&self) -> usize {
+    pub(in crate::policy) fn offset(&self) -> usize {
         self.line.saturating_sub(2)
     }
 }
 
 /// Splits `text` into pieces of about `size` bytes each, in file order, or
-/// `None` when its root is anything but block lists of the three sections.
-pub(super) fn split(text: &str, size: usize) -> Option<Vec<Piece<'_>>> {
+/// `None` when its root is anything but block lists of the sections.
+pub(in crate::policy) fn split(text: &str, size: usize) -> Option<Vec<Piece<'_>>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut splitter = Splitter {
         text,
         size,
         pieces: Vec::new(),
-        seen: [false; 3],
+        seen: [false; Section::ALL.len()],
         section: None,
         items: None,
         start: None,
@@ -68,7 +68,7 @@ struct Splitter<'a> {
     size: usize,
     pieces: Vec<Piece<'a>>,
     /// Sections met so far (a repeated key is left to serde).
-    seen: [bool; 3],
+    seen: [bool; Section::ALL.len()],
     /// The section being read.
     section: Option<Section>,
     /// The column of its dashes, once its first entry is met.
@@ -108,9 +108,7 @@ impl Splitter<'_> {
         if !(rest.is_empty() || rest.trim_start().starts_with('#')) || rest.starts_with('#') {
             return None;
         }
-        let section = [Section::Zambdas, Section::Roles, Section::Actors]
-            .into_iter()
-            .find(|section| section.key() == key)?;
+        let section = Section::of_key(key.as_bytes())?;
         let seen = self.seen.get_mut(section as usize)?;
         if *seen {
             return None;

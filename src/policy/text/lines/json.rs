@@ -20,11 +20,8 @@ pub(crate) fn index(text: &str) -> Option<Lines> {
         return None;
     }
     scanner.object(|scanner, key| {
-        let section = match key {
-            b"zambdas" => Section::Zambdas,
-            b"roles" => Section::Roles,
-            b"actors" => Section::Actors,
-            _ => return scanner.skip(),
+        let Some(section) = Section::of_key(key) else {
+            return scanner.skip();
         };
         scanner.list(|scanner, line| {
             let mut entry = Entry {
@@ -193,8 +190,10 @@ impl<'a> Scanner<'a> {
             return self.skip();
         }
         self.object(|scanner, key| match key {
-            b"access_policy" | b"accessPolicy" => scanner.policy(&mut entry.rules),
-            b"roles" if section == Section::Actors => scanner.list(|scanner, line| {
+            b"access_policy" | b"accessPolicy" if section.has_policy() => {
+                scanner.policy(&mut entry.rules)
+            }
+            b"roles" if section.names_roles() => scanner.list(|scanner, line| {
                 entry.roles.push(line);
                 scanner.skip()
             }),
@@ -204,6 +203,13 @@ impl<'a> Scanner<'a> {
 
     fn policy(&mut self, rules: &mut Vec<usize>) -> Option<()> {
         self.space();
+        if self.peek()? == b'[' {
+            // A plain list of rules.
+            return self.list(|scanner, line| {
+                rules.push(line);
+                scanner.skip()
+            });
+        }
         if self.peek()? != b'{' {
             return self.skip();
         }
