@@ -6,7 +6,8 @@
 #   4. the Oystehr SDK end-to-end test (Node, npm);
 #   5. the Helm chart tests (Python, pip).
 # Installs the npm and Python packages it needs. Needs cmake (pingora's
-# zlib-ng build), a C compiler, Node >= 18 with npm, and Python 3 with pip.
+# zlib-ng build), a C compiler, Node >= 18 with npm, Python 3 with pip, and
+# nginx (Debian's nginx-light: the decision service is tested behind it).
 # SKIP_FUZZ=1 skips step 3 (its first build takes about 10 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -35,6 +35,7 @@
 
 pub mod admin;
 pub mod authn;
+pub mod authz;
 pub mod clock;
 pub mod config;
 pub mod demo;
@@ -53,6 +54,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod tooling;
+pub mod wire;
 
 /// The crate version, as `--version` and the metrics report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

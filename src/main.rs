@@ -234,7 +234,8 @@ fn serve(config: Config, upgrade: bool, hangups: signal_hook::iterator::Signals)
         }
     };
     tracing::info!(
-        listen = %state.config.listen,
+        listen = %state.config.listen.map_or_else(|| "none".to_string(), |l| l.to_string()),
+        authz_listen = %state.config.authz.as_ref().map_or_else(|| "none".to_string(), |a| a.listen.to_string()),
         admin = %state.config.admin_listen,
         upstream = %state.config.upstream.address_text,
         policies = %state.config.policies.dir.display(),

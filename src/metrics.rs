@@ -59,8 +59,8 @@ impl Metrics {
             requests: counter_vec(
                 r,
                 "requests_total",
-                "Requests answered, by route, decision and Zambda (catalog name, or unknown).",
-                &["route", "decision", "zambda"],
+                "Requests answered, by listener (proxy or authz), route, decision and Zambda (catalog name, or unknown).",
+                &["listener", "route", "decision", "zambda"],
             ),
             request_duration: histogram_vec(
                 r,

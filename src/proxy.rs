@@ -22,9 +22,10 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
-use crate::gate::record::Answer;
-use crate::gate::{self, Facts, Forward, Gate, Outcome, Record, Refusal, Values};
+use crate::gate::record::{Answer, Listener};
+use crate::gate::{self, Forward, Gate, Outcome, Record, Refusal};
 use crate::state::State;
+use crate::wire;
 
 /// Refused requests with a body up to this size keep their connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -67,36 +68,6 @@ pub struct Ctx {
     body_bytes: u64,
     /// Set when `cors` is configured and the request has an `Origin`.
     cors_origin: Option<String>,
-}
-
-/// The facts of a request, read off its header.
-fn facts<'a>(session: &'a Session, head: Option<&'a [u8]>) -> Facts<'a> {
-    let req = session.req_header();
-    let values = |name| Values::gather(req.headers.get_all(name).iter().map(|v| v.as_bytes()));
-    // The bytes on the wire where there are some (HTTP/1): pingora's parsed
-    // target has already lost what the request line carried after a `#`,
-    // and a fragment in a request target is malformed.
-    let target = head
-        .and_then(request_line_target)
-        .unwrap_or_else(|| req.raw_path());
-    Facts {
-        method: &req.method,
-        target,
-        client: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
-        authorization: values(http::header::AUTHORIZATION.as_str()),
-        project_ids: values(gate::PROJECT_ID_HEADERS[0]).chain(values(gate::PROJECT_ID_HEADERS[1])),
-        origin: req
-            .headers
-            .get(http::header::ORIGIN)
-            .and_then(|o| o.to_str().ok()),
-        preflight_method: req
-            .headers
-            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
-        content_length: content_length(req),
-    }
 }
 
 impl Guard {
@@ -171,12 +142,7 @@ impl ProxyHttp for Guard {
     /// here, keeps a forward for the upstream phases.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let req = session.req_header();
-        ctx.request_id = gate::request_id(
-            req.headers
-                .get_all(gate::REQUEST_ID)
-                .iter()
-                .map(|v| v.as_bytes()),
-        );
+        ctx.request_id = wire::request_id(req);
         if self.state().config.cors.is_some() {
             ctx.cors_origin = req
                 .headers
@@ -184,8 +150,11 @@ impl ProxyHttp for Guard {
                 .and_then(|o| o.to_str().ok())
                 .map(String::from);
         }
-        let head = raw_request_head(session);
-        let decided = self.gate.decide(&facts(session, head.as_deref())).await;
+        let downstream = session.as_downstream();
+        let head = wire::raw_head(downstream);
+        let target = wire::raw_target(head.as_deref(), req);
+        let facts = wire::facts(downstream, req, &req.method, target);
+        let decided = self.gate.decide(&facts).await;
         ctx.record = Some(decided.record);
         match decided.outcome {
             Outcome::Forward(forward) => {
@@ -205,7 +174,7 @@ impl ProxyHttp for Guard {
                 // Read a small announced body first, so the connection can
                 // carry the next request; anything else closes it.
                 if refusal != Refusal::BodyTooLarge
-                    && content_length(session.req_header()).is_some_and(|n| n <= DRAIN_LIMIT)
+                    && wire::content_length(session.req_header()).is_some_and(|n| n <= DRAIN_LIMIT)
                 {
                     session.drain_request_body().await?;
                 }
@@ -425,13 +394,7 @@ impl ProxyHttp for Guard {
         }
         if session.response_written().is_none() {
             if ctx.request_id.is_empty() {
-                let req = session.req_header();
-                ctx.request_id = gate::request_id(
-                    req.headers
-                        .get_all(gate::REQUEST_ID)
-                        .iter()
-                        .map(|v| v.as_bytes()),
-                );
+                ctx.request_id = wire::request_id(session.req_header());
             }
             if let Err(err) = self.respond(session, ctx, &refusal).await {
                 tracing::debug!("could not send error response: {err}");
@@ -465,6 +428,7 @@ impl ProxyHttp for Guard {
             return;
         };
         let answer = Answer {
+            listener: Listener::Proxy,
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             request_id: &ctx.request_id,
             elapsed: ctx.started.elapsed(),
@@ -499,43 +463,4 @@ fn failure(e: &Error) -> Option<Refusal> {
             _ => Refusal::Internal("internal error"),
         },
     })
-}
-
-/// The raw request head of an HTTP/1 request, as received.
-fn raw_request_head(session: &Session) -> Option<Bytes> {
-    session
-        .as_downstream()
-        .as_http1()
-        .map(|h1| h1.get_headers_raw_bytes())
-}
-
-/// The request-target of an HTTP/1 request line (`METHOD SP target SP version`).
-fn request_line_target(head: &[u8]) -> Option<&[u8]> {
-    let line_end = head.iter().position(|&b| b == b'\r' || b == b'\n')?;
-    let line = &head[..line_end];
-    let start = line.iter().position(|&b| b == b' ')? + 1;
-    let len = line[start..].iter().position(|&b| b == b' ')?;
-    Some(&line[start..start + len])
-}
-
-fn content_length(req: &RequestHeader) -> Option<u64> {
-    req.headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_line_target_is_the_raw_second_field() {
-        let head = b"POST /v1/zambda/a/execute#frag HTTP/1.1\r\nhost: x\r\n\r\n";
-        assert_eq!(
-            request_line_target(head),
-            Some(&b"/v1/zambda/a/execute#frag"[..])
-        );
-        assert_eq!(request_line_target(b"GET\r\n\r\n"), None);
-    }
 }

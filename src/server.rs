@@ -31,6 +31,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::Admin;
 use crate::authn::Authenticator;
+use crate::authz::Authz;
 use crate::config::Config;
 use crate::proxy::{Balancer, Guard};
 use crate::state::State;
@@ -195,31 +196,47 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
             balancers.insert(name.clone(), Arc::new(balancer));
         }
     }
-    let mut inner = pingora::proxy::HttpProxy::new(
-        Guard::new(state.clone(), balancers),
-        server.configuration.clone(),
-    );
-    inner.handle_init_modules();
-    let mut proxy = Service::new(
-        "zambda-guard proxy".to_string(),
-        HeadTimeout {
-            inner: Arc::new(inner),
-            read_timeout: config.limits.downstream_read_timeout,
-            state: state.clone(),
-        },
-    );
-    match &state.tls {
-        // HTTPS only: never a plain-HTTP fallback on a TLS listener.
-        Some(certs) => match certs.settings() {
-            Ok(settings) => {
-                tracing::info!("serving HTTPS on {}: {}", config.listen, certs.current());
-                proxy.add_tls_with_settings(&config.listen.to_string(), None, settings);
-            }
-            Err(e) => tracing::error!("cannot serve TLS on {}: {e}; not listening", config.listen),
-        },
-        None => proxy.add_tcp(&config.listen.to_string()),
-    }
-    proxy.threads = Some(config.threads);
+    let proxy = config.listen.map(|listen| {
+        let mut inner = pingora::proxy::HttpProxy::new(
+            Guard::new(state.clone(), balancers),
+            server.configuration.clone(),
+        );
+        inner.handle_init_modules();
+        let mut proxy = Service::new(
+            "zambda-guard proxy".to_string(),
+            HeadTimeout {
+                inner: Arc::new(inner),
+                read_timeout: config.limits.downstream_read_timeout,
+                state: state.clone(),
+            },
+        );
+        match &state.tls {
+            // HTTPS only: never a plain-HTTP fallback on a TLS listener.
+            Some(certs) => match certs.settings() {
+                Ok(settings) => {
+                    tracing::info!("serving HTTPS on {listen}: {}", certs.current());
+                    proxy.add_tls_with_settings(&listen.to_string(), None, settings);
+                }
+                Err(e) => tracing::error!("cannot serve TLS on {listen}: {e}; not listening"),
+            },
+            None => proxy.add_tcp(&listen.to_string()),
+        }
+        proxy.threads = Some(config.threads);
+        proxy
+    });
+    let authz = config.authz.as_ref().map(|authz| {
+        let mut service = Service::new(
+            "zambda-guard authz".to_string(),
+            HeadTimeout {
+                inner: Arc::new(Authz::new(state.clone())),
+                read_timeout: config.limits.downstream_read_timeout,
+                state: state.clone(),
+            },
+        );
+        service.add_tcp(&authz.listen.to_string());
+        service.threads = Some(config.threads);
+        service
+    });
 
     let mut admin = Service::new("zambda-guard admin".to_string(), Admin::new(state.clone()));
     admin.add_tcp(&config.admin_listen.to_string());
@@ -233,7 +250,12 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     );
     refresh.threads = Some(1);
 
-    server.add_service(proxy);
+    if let Some(proxy) = proxy {
+        server.add_service(proxy);
+    }
+    if let Some(authz) = authz {
+        server.add_service(authz);
+    }
     server.add_service(admin);
     server.add_service(refresh);
     for mut check in health_checks {

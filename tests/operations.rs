@@ -369,7 +369,7 @@ async fn metrics_count_known_traffic_and_reloads() {
     let req = |route: &str, decision: &str, zambda: &str| {
         metric(
             &text,
-            &format!("zambda_guard_requests_total{{decision=\"{decision}\",route=\"{route}\",zambda=\"{zambda}\"}}"),
+            &format!("zambda_guard_requests_total{{decision=\"{decision}\",listener=\"proxy\",route=\"{route}\",zambda=\"{zambda}\"}}"),
         )
     };
     assert!(req("execute", "allow", "alpha") >= 3.0);

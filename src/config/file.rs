@@ -11,13 +11,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::model::{Enforcement, LogDecisions, LogFormat};
+use super::model::{AuthzSource, Enforcement, LogDecisions, LogFormat};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct File {
+    /// `null` runs the decision service alone (SPEC §8).
     #[serde(default = "default_listen")]
-    pub(super) listen: String,
+    pub(super) listen: Option<String>,
     #[serde(default = "default_admin_listen")]
     pub(super) admin_listen: String,
     #[serde(default)]
@@ -47,6 +48,18 @@ pub(super) struct File {
     pub(super) rate_limits: FileRateLimits,
     #[serde(default)]
     pub(super) tls: Option<FileTls>,
+    #[serde(default)]
+    pub(super) authz_listen: Option<String>,
+    #[serde(default)]
+    pub(super) authz: FileAuthz,
+}
+
+/// The decision-only service (SPEC §8).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct FileAuthz {
+    pub(super) source: Option<AuthzSource>,
+    pub(super) path_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +102,8 @@ pub(super) struct FileRateLimits {
     pub(super) per_client_per_second: Option<u64>,
 }
 
-fn default_listen() -> String {
-    "0.0.0.0:8080".into()
+fn default_listen() -> Option<String> {
+    Some("0.0.0.0:8080".into())
 }
 fn default_admin_listen() -> String {
     "0.0.0.0:9901".into()

@@ -19,7 +19,8 @@ use serde::Deserialize;
 pub struct Config {
     /// The file it was read from, for messages.
     pub source: PathBuf,
-    pub listen: SocketAddr,
+    /// The proxy listener; `None` when only the decision service runs.
+    pub listen: Option<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub threads: usize,
     /// Lower-cased; compared case-insensitively with the project-id headers.
@@ -39,6 +40,44 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// HTTPS on `listen` (SPEC §7); `None` = plain HTTP, the sidecar default.
     pub tls: Option<Tls>,
+    /// The decision-only service (SPEC §8), when `authz_listen` is set.
+    pub authz: Option<Authz>,
+}
+
+/// The decision-only service: where it listens and where the request it
+/// judges is described.
+#[derive(Debug, Clone)]
+pub struct Authz {
+    pub listen: SocketAddr,
+    pub source: AuthzSource,
+    /// Removed from the front of the target with `source: request`; never
+    /// ends with `/`.
+    pub path_prefix: Option<String>,
+}
+
+/// Where the decision service reads the request it judges (SPEC §8): one
+/// place only, so a client cannot pick which header is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthzSource {
+    /// The request's own method and target (Envoy, Istio `ext_authz`).
+    Request,
+    /// `X-Forwarded-Method` and `X-Forwarded-Uri` (Traefik `ForwardAuth`).
+    Forwarded,
+    /// `X-Original-Method` and `X-Original-URI` (nginx `auth_request`,
+    /// set from `$request_uri`).
+    OriginalUri,
+    /// `X-Original-Method` and the path and query of `X-Original-URL`
+    /// (ingress-nginx `auth-url`).
+    OriginalUrl,
+}
+
+impl AuthzSource {
+    /// nginx and ingress-nginx accept only 2xx, 401 and 403 from an auth
+    /// subrequest.
+    pub fn is_nginx(self) -> bool {
+        matches!(self, AuthzSource::OriginalUri | AuthzSource::OriginalUrl)
+    }
 }
 
 /// The certificate served on `listen`: its files, and the pair they held

@@ -25,7 +25,8 @@ fn refused(text: &str, fragments: &[&str]) {
 #[test]
 fn defaults_follow_the_spec() {
     let c = load(ISSUER).unwrap();
-    assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.listen, Some("0.0.0.0:8080".parse().unwrap()));
+    assert!(c.authz.is_none());
     assert_eq!(c.admin_listen, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(c.route_prefix, "/v1");
     assert_eq!(c.enforcement, Enforcement::Enforce);
@@ -383,4 +384,45 @@ fn tls_is_off_by_default_and_checked_when_on() {
             "{extra}: {fragment:?} not in {err:?}"
         );
     }
+}
+
+#[test]
+fn the_decision_service_needs_a_source_and_may_run_alone() {
+    let c = load(&format!(
+        "listen: null\nauthz_listen: 127.0.0.1:9191\nauthz:\n  source: original_uri\n{ISSUER}"
+    ))
+    .unwrap();
+    assert_eq!(c.listen, None);
+    let authz = c.authz.unwrap();
+    assert_eq!(authz.listen, "127.0.0.1:9191".parse().unwrap());
+    assert_eq!(authz.source, AuthzSource::OriginalUri);
+
+    let c = load(&format!(
+        "authz_listen: 127.0.0.1:9191\nauthz: {{source: request, path_prefix: /authz/}}\n{ISSUER}"
+    ))
+    .unwrap();
+    assert_eq!(c.authz.unwrap().path_prefix.as_deref(), Some("/authz"));
+
+    refused(
+        &format!("authz_listen: 127.0.0.1:9191\n{ISSUER}"),
+        &["authz.source", "required"],
+    );
+    refused(
+        &format!("listen: null\n{ISSUER}"),
+        &["listen", "nothing would be served"],
+    );
+    refused(
+        &format!("authz: {{source: request}}\n{ISSUER}"),
+        &["authz", "authz_listen"],
+    );
+    refused(
+        &format!(
+            "authz_listen: 127.0.0.1:9191\nauthz: {{source: forwarded, path_prefix: /a}}\n{ISSUER}"
+        ),
+        &["authz.path_prefix", "source: request"],
+    );
+    refused(
+        &format!("authz_listen: 127.0.0.1:9191\nauthz: {{source: nginx}}\n{ISSUER}"),
+        &["unknown variant"],
+    );
 }

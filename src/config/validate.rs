@@ -7,7 +7,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{File, FileAuth, FileCors, FileIssuer, FileNamedUpstream, FileTls, FileUpstream};
+use super::file::{
+    File, FileAuth, FileAuthz, FileCors, FileIssuer, FileNamedUpstream, FileTls, FileUpstream,
+};
 use super::model::*;
 use super::Error;
 
@@ -64,7 +66,14 @@ impl Validator<'_> {
     }
 
     fn config(&mut self, f: File) -> Config {
-        let listen = self.socket("listen", &f.listen);
+        let listen = f.listen.as_ref().map(|l| self.socket("listen", l));
+        let authz = self.authz(f.authz_listen.as_deref(), f.authz);
+        if listen.is_none() && authz.is_none() {
+            self.problem(
+                "listen",
+                "is null and `authz_listen` is not set: nothing would be served",
+            );
+        }
         let admin_listen = self.socket("admin_listen", &f.admin_listen);
         let threads = match f.threads {
             Some(0) => {
@@ -155,7 +164,47 @@ impl Validator<'_> {
                 per_client_per_second: f.rate_limits.per_client_per_second,
             },
             tls,
+            authz,
         }
+    }
+
+    /// `authz_listen` and `authz`: the source is required with a listener
+    /// and meaningless without one.
+    fn authz(&mut self, listen: Option<&str>, f: FileAuthz) -> Option<Authz> {
+        let Some(listen) = listen else {
+            if f.source.is_some() || f.path_prefix.is_some() {
+                self.problem("authz", "is set but `authz_listen` is not");
+            }
+            return None;
+        };
+        let listen = self.socket("authz_listen", listen);
+        let Some(source) = f.source else {
+            self.problem(
+                "authz.source",
+                "is required with `authz_listen`: request, forwarded, original_uri or original_url",
+            );
+            return None;
+        };
+        let path_prefix = match f.path_prefix {
+            Some(_) if source != AuthzSource::Request => {
+                self.problem("authz.path_prefix", "applies only to `source: request`");
+                None
+            }
+            Some(p) if !p.starts_with('/') || p.len() < 2 => {
+                self.problem(
+                    "authz.path_prefix",
+                    format!("{p:?} must start with `/` and name a path"),
+                );
+                None
+            }
+            Some(p) => Some(p.trim_end_matches('/').to_string()),
+            None => None,
+        };
+        Some(Authz {
+            listen,
+            source,
+            path_prefix,
+        })
     }
 
     /// Loads the pair now: a start or a `check` with a bad pair fails.

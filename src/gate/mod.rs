@@ -113,6 +113,17 @@ pub struct Decided {
     pub record: Record,
 }
 
+impl Decided {
+    /// A request refused before the gate could read it (a decision request
+    /// that does not describe one).
+    pub fn refused(refusal: Refusal) -> Self {
+        Decided {
+            record: Record::refused(&refusal),
+            outcome: Outcome::Refuse(refusal),
+        }
+    }
+}
+
 /// Decides requests. One per server, shared by every request.
 pub struct Gate {
     state: Arc<State>,

@@ -109,6 +109,9 @@ pub enum Refusal {
     BadRequest,
     /// A state the proxy cannot be in; refused rather than forwarded (500).
     Internal(&'static str),
+    /// A decision request that does not describe a request: the header
+    /// `authz.source` names is missing, repeated or malformed (400).
+    Described(&'static str),
 }
 
 impl Refusal {
@@ -125,7 +128,7 @@ impl Refusal {
             Refusal::BodyTooLarge => 413,
             Refusal::UpstreamUnavailable => 502,
             Refusal::UpstreamTimeout => 504,
-            Refusal::BadRequest => 400,
+            Refusal::BadRequest | Refusal::Described(_) => 400,
             Refusal::Internal(_) => 500,
         }
     }
@@ -135,7 +138,10 @@ impl Refusal {
     pub fn label(&self) -> Label {
         match self {
             Refusal::Target(route::Reject::NoRoute) | Refusal::UnknownZambda => Label::NotFound,
-            Refusal::Target(_) | Refusal::BodyTooLarge | Refusal::BadRequest => Label::BadRequest,
+            Refusal::Target(_)
+            | Refusal::BodyTooLarge
+            | Refusal::BadRequest
+            | Refusal::Described(_) => Label::BadRequest,
             Refusal::Method => Label::MethodNotAllowed,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => Label::Unauthenticated,
             Refusal::RateLimited => Label::RateLimited,
@@ -154,7 +160,9 @@ impl Refusal {
         Cow::Borrowed(match self {
             Refusal::Target(reject) => reject.message(),
             Refusal::Method => "method not allowed",
-            Refusal::ProjectId { why, .. } | Refusal::Unauthenticated { why, .. } => why,
+            Refusal::ProjectId { why, .. }
+            | Refusal::Unauthenticated { why, .. }
+            | Refusal::Described(why) => why,
             Refusal::RateLimited => "rate limit exceeded",
             Refusal::NoPolicies => "policies not loaded yet",
             Refusal::KeysUnavailable => "signing keys not available yet",

@@ -73,9 +73,28 @@ impl Record {
     }
 }
 
+/// Which door answered: the `listener` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `listen`: the proxy.
+    Proxy,
+    /// `authz_listen`: the decision-only service.
+    Authz,
+}
+
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Proxy => "proxy",
+            Listener::Authz => "authz",
+        }
+    }
+}
+
 /// How the request was answered.
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
+    pub listener: Listener,
     /// The status sent; 0 when none could be.
     pub status: u16,
     pub request_id: &'a str,
@@ -89,7 +108,9 @@ pub fn count(m: &Metrics, record: &Record, answer: &Answer<'_>) {
     let route = record.route.map_or("none", Route::as_str);
     let label = record.label.as_str();
     let zambda = record.zambda.as_deref().unwrap_or("unknown");
-    m.requests.with_label_values(&[route, label, zambda]).inc();
+    m.requests
+        .with_label_values(&[answer.listener.as_str(), route, label, zambda])
+        .inc();
     m.request_duration
         .with_label_values(&[route, label])
         .observe(answer.elapsed.as_secs_f64());
@@ -106,6 +127,7 @@ pub fn log(record: &Record, answer: &Answer<'_>) {
     tracing::info!(
         target: "zambda_guard::decision",
         request_id = %answer.request_id,
+        listener = answer.listener.as_str(),
         route = record.route.map_or("none", Route::as_str),
         zambda = record.zambda.as_deref().unwrap_or("unknown"),
         actor = record.actor.as_deref().unwrap_or("-"),

@@ -50,7 +50,7 @@ fn paragraph(config: &Config, loaded: &policy::Loaded) -> String {
         "ok: {} (listen {}, upstream {}, {} issuer(s))\n\
          policies: {} file(s) in {}: {} zambda(s), {} role(s), {} actor(s), {} zambda rule(s), {} inert rule(s) of other services",
         config.source.display(),
-        config.listen,
+        config.listen.map_or_else(|| "none".to_string(), |l| l.to_string()),
         config.upstream.address_text,
         config.auth.issuers.len(),
         loaded.files.len(),

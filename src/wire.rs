@@ -1,0 +1,99 @@
+//! What a door reads off a pingora request for the gate: the raw request
+//! target, and the header values of [`gate::Facts`]. The proxy and the
+//! decision service read requests through here, so they read them alike.
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::ServerSession;
+
+use crate::gate::{self, Facts, Values};
+
+/// The raw request head of an HTTP/1 request, as received.
+pub fn raw_head(session: &ServerSession) -> Option<Bytes> {
+    session.as_http1().map(|h1| h1.get_headers_raw_bytes())
+}
+
+/// The request target as received: from the HTTP/1 request line where
+/// there is one, because pingora's parsed target has already lost what the
+/// line carried after a `#` (and a fragment in a target is malformed).
+pub fn raw_target<'a>(head: Option<&'a [u8]>, req: &'a RequestHeader) -> &'a [u8] {
+    head.and_then(request_line_target)
+        .unwrap_or_else(|| req.raw_path())
+}
+
+/// The request-target of an HTTP/1 request line (`METHOD SP target SP version`).
+pub fn request_line_target(head: &[u8]) -> Option<&[u8]> {
+    let line_end = head.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = &head[..line_end];
+    let start = line.iter().position(|&b| b == b' ')? + 1;
+    let len = line[start..].iter().position(|&b| b == b' ')?;
+    Some(&line[start..start + len])
+}
+
+/// The announced body length.
+pub fn content_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every value of a header.
+pub fn values<'a>(req: &'a RequestHeader, name: &str) -> Values<'a> {
+    Values::gather(req.headers.get_all(name).iter().map(|v| v.as_bytes()))
+}
+
+/// The facts of a request whose method and target are given (they come
+/// from the request itself on `listen`, from where `authz.source` says on
+/// `authz_listen`); every other fact is read off the request as received.
+pub fn facts<'a>(
+    session: &ServerSession,
+    req: &'a RequestHeader,
+    method: &'a http::Method,
+    target: &'a [u8],
+) -> Facts<'a> {
+    Facts {
+        method,
+        target,
+        client: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        authorization: values(req, http::header::AUTHORIZATION.as_str()),
+        project_ids: values(req, gate::PROJECT_ID_HEADERS[0])
+            .chain(values(req, gate::PROJECT_ID_HEADERS[1])),
+        origin: req
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|o| o.to_str().ok()),
+        preflight_method: req
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
+        content_length: content_length(req),
+    }
+}
+
+/// The request id the answer carries: the client's when reasonable.
+pub fn request_id(req: &RequestHeader) -> String {
+    gate::request_id(
+        req.headers
+            .get_all(gate::REQUEST_ID)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_line_target_is_the_raw_second_field() {
+        let head = b"POST /v1/zambda/a/execute#frag HTTP/1.1\r\nhost: x\r\n\r\n";
+        assert_eq!(
+            request_line_target(head),
+            Some(&b"/v1/zambda/a/execute#frag"[..])
+        );
+        assert_eq!(request_line_target(b"GET\r\n\r\n"), None);
+    }
+}
