@@ -553,3 +553,53 @@ impl World {
         line.parse().unwrap()
     }
 }
+
+#[tokio::test]
+async fn the_decision_service_runs_alone_with_listen_null() {
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo().join("policies");
+    let authz = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: null\nadmin_listen: {admin}\nauthz_listen: {authz}\nauthz:\n  source: forwarded\n\
+             auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256]\n      jwks_url: {}\n\
+             policies:\n  dir: {}\nshutdown:\n  grace_period_seconds: 0\n  upgrade_sock: {}/upgrade.sock\n",
+            jwks.url(),
+            policies.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zambda-guard"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(admin, "/readyz").await.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let token = key.sign(&claims("lab-bot@clients"));
+    let headers = vec![
+        ("authorization".to_string(), format!("Bearer {token}")),
+        ("x-forwarded-method".to_string(), "POST".to_string()),
+        ("x-forwarded-uri".to_string(), LAB.to_string()),
+    ];
+    let r = send_raw(authz, "GET", "/auth", &headers, false).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-zambda-name"), Some("lab-results-ingest"));
+    assert_eq!(r.header("x-zambda-actor"), Some("lab-bot@clients"));
+}
