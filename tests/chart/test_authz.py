@@ -8,17 +8,20 @@ output is pinned by fixtures/golden/standalone-authz.txt."""
 
 from __future__ import annotations
 
+import re
+
 import helm_python as helm
 import pytest
 import yaml
 
-from chartlib import NAMESPACE, RELEASE, VALUE_SETS, deep_merge, port_number
+from chartlib import CHART_DIR, NAMESPACE, RELEASE, VALUE_SETS, deep_merge, port_number
 from test_check import materialize, run_check
 from test_tls import assert_golden
 
 STANDALONE = {"mode": "standalone", "config": {"upstream": {"address": "10.20.30.40:8080"}}}
 ON = deep_merge(STANDALONE, {"authz": {"enabled": True}})
 IDENTITY_HEADERS = ["X-Zambda-Id", "X-Zambda-Name", "X-Zambda-Actor", "X-Zambda-Roles", "X-Oystehr-Request-Id"]
+README = (CHART_DIR / "README.md").read_text()
 
 
 def authz_ports(rendered):
@@ -190,3 +193,31 @@ def test_public_service_types_render_without_the_switch(render):
     """The service.type refusal is the switch's: a LoadBalancer alone renders."""
     rendered = render(deep_merge(STANDALONE, {"service": {"type": "LoadBalancer"}}))
     assert rendered.one("Service")["spec"]["type"] == "LoadBalancer"
+
+
+# --- README -----------------------------------------------------------------
+
+def test_readme_shows_the_ingress_nginx_annotations():
+    section = README[README.index("### Decision service for ingress-nginx"):README.index("## Configuration")]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, flags=re.S)]
+    [ingress] = [b for b in blocks if b.get("kind") == "Ingress"]
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/auth-url"] == (
+        "http://<release>-zambda-guard.<namespace>.svc.cluster.local:9191/")
+    assert notes["nginx.ingress.kubernetes.io/auth-method"] == "GET"
+    assert notes["nginx.ingress.kubernetes.io/auth-response-headers"].split(",") == IDENTITY_HEADERS
+    # The values block of the section renders and names the default port.
+    [values] = [b for b in blocks if b.get("mode") == "standalone"]
+    assert values["authz"]["port"] == 9191
+    for needle in ("X-Original-URL", "X-Original-Method", "Keep the decision port private",
+                   "networkPolicy.authzFrom", "`ClusterIP`"):
+        assert needle in section, needle
+
+
+def test_readme_values_block_renders(render):
+    section = README[README.index("### Decision service for ingress-nginx"):README.index("## Configuration")]
+    [values] = [b for b in (yaml.safe_load(x) for x in re.findall(r"```yaml\n(.*?)```", section, flags=re.S))
+                if b.get("mode") == "standalone"]
+    rendered = render(values)
+    assert rendered.config()["authz"] == {"source": "original_url"}
+    assert rendered.one("NetworkPolicy")["spec"]["ingress"][2]["from"] == values["networkPolicy"]["authzFrom"]
