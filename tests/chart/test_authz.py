@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from chartlib import CHART_DIR, NAMESPACE, RELEASE, VALUE_SETS, deep_merge, port_number
-from test_check import materialize, run_check
+from test_check import TLS_OBJECTS, materialize, run_check
 from test_tls import assert_golden
 
 STANDALONE = {"mode": "standalone", "config": {"upstream": {"address": "10.20.30.40:8080"}}}
@@ -78,6 +78,19 @@ def test_port_on_container_and_service(render):
     # The proxy port is still the Service's first port, unchanged.
     first = rendered.one("Service", f"{RELEASE}-zambda-guard")["spec"]["ports"][0]
     assert (first["name"], first["targetPort"]) == ("http", "proxy")
+
+
+def test_with_https_on_the_proxy_port(render, tmp_path):
+    """tls.enabled makes the proxy port HTTPS; the decision port stays plain
+    HTTP (zambda-guard serves it without TLS), and check accepts both."""
+    values = deep_merge(VALUE_SETS["edge-tls"], {"authz": {"enabled": True}})
+    rendered = render(values)
+    ports = {p["name"]: p for p in rendered.one("Service", f"{RELEASE}-zambda-guard")["spec"]["ports"]}
+    assert (ports["https"]["port"], ports["https"]["appProtocol"]) == (443, "https")
+    assert (ports["authz"]["port"], ports["authz"]["appProtocol"]) == (9191, "http")
+    assert "tls" in rendered.config() and rendered.config()["authz_listen"] == "0.0.0.0:9191"
+    result = run_check(materialize(rendered, tmp_path, TLS_OBJECTS))
+    assert result.returncode == 0, (result.stdout, result.stderr)
 
 
 def test_switch_rolls_the_pods(render):
@@ -179,6 +192,7 @@ def test_sidecar_refusal_is_about_the_switch(render):
 @pytest.mark.parametrize("values, message", [
     ({"authz": {"port": 8080}}, "authz.port 8080 is already the proxy port"),
     ({"authz": {"port": 9901}}, "authz.port 9901 is already the proxy port (config.listen) or the admin port"),
+    ({"service": {"port": 9191}}, "authz.port 9191 is also the Service's proxy port (service.port)"),
     ({"authz": {"pathPrefix": "/authz"}}, "authz.pathPrefix applies only to authz.source=request (it is original_url)"),
     ({"service": {"type": "LoadBalancer"}}, "service.type LoadBalancer would open it outside the cluster"),
     ({"service": {"type": "NodePort"}}, "service.type NodePort would open it outside the cluster"),

@@ -246,6 +246,9 @@ it is for the front proxy alone. Renders nothing.
 {{- if or (eq $port (include "zambda-guard.proxyPort" .)) (eq $port (include "zambda-guard.adminPort" .)) }}
 {{- fail (printf "authz.port %s is already the proxy port (config.listen) or the admin port (config.admin_listen); give the decision service a port of its own" $port) }}
 {{- end }}
+{{- if eq $port (include "zambda-guard.servicePort" .) }}
+{{- fail (printf "authz.port %s is also the Service's proxy port (service.port); the Service needs a port number for each" $port) }}
+{{- end }}
 {{- if and .Values.authz.pathPrefix (ne .Values.authz.source "request") }}
 {{- fail (printf "authz.pathPrefix applies only to authz.source=request (it is %s); remove authz.pathPrefix" .Values.authz.source) }}
 {{- end }}
