@@ -209,6 +209,17 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
         "upstreamCA": {"configMapName": "internal-ca-bundle", "key": "bundle.pem"},
         "serviceMonitor": {"enabled": True},
     },
+    # Standalone with the decision service for ingress-nginx, its port
+    # admitted from the controller's namespace only.
+    "standalone-authz": {
+        "mode": "standalone",
+        "config": {"upstream": {"address": "10.20.30.40:8080"}},
+        "authz": {"enabled": True},
+        "networkPolicy": {"authzFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        ]},
+        "serviceMonitor": {"enabled": True},
+    },
     # The sidecar behind HTTPS, and TLS to a function that serves it on
     # loopback, verified against a CA from a Secret.
     "sidecar-tls": {

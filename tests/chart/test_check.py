@@ -96,7 +96,7 @@ def run_check(config: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("case", ["default", "sidecar", "standalone", "edge-tls", "sidecar-tls"])
+@pytest.mark.parametrize("case", ["default", "sidecar", "standalone", "standalone-authz", "edge-tls", "sidecar-tls"])
 def test_rendered_config_and_policies_pass_check(render, tmp_path, case):
     config = materialize(render(VALUE_SETS[case]), tmp_path, TLS_OBJECTS)
     result = run_check(config)

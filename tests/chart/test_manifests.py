@@ -38,6 +38,8 @@ EXPECTED_KINDS = {
     "embedded": ["ConfigMap", "ConfigMap", "PrometheusRule"],
     "edge-tls": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
                  "Service", "Service", "ServiceAccount", "ServiceMonitor"],
+    "standalone-authz": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                         "Service", "Service", "ServiceAccount", "ServiceMonitor"],
     "sidecar-tls": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
                     "Service", "ServiceAccount"],
 }

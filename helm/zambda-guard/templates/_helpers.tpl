@@ -125,6 +125,16 @@ system roots, or whatever config.upstream.ca_file names).
 {{- regexFind "[0-9]+$" (dig "admin_listen" "0.0.0.0:9901" .Values.config | toString) }}
 {{- end }}
 
+{{/* Whether the decision-only service runs (authz.enabled): "true" or "". */}}
+{{- define "zambda-guard.authzEnabled" -}}
+{{- if (.Values.authz | default dict).enabled }}true{{- end }}
+{{- end }}
+
+{{/* The decision service's port (container and Service). */}}
+{{- define "zambda-guard.authzPort" -}}
+{{- int .Values.authz.port }}
+{{- end }}
+
 {{/* The Service port: service.port, else 443 when zambda-guard serves HTTPS, else 80. */}}
 {{- define "zambda-guard.servicePort" -}}
 {{- if .Values.service.port }}
@@ -150,8 +160,9 @@ system roots, or whatever config.upstream.ca_file names).
 The config.yaml zambda-guard reads: `config` values with `policies.dir` set to
 the mounted directory, `upstream.address` set to the function on localhost
 in sidecar and embedded modes, `tls` set to the mounted Secret's files with
-tls.enabled, and `upstream.ca_file` to the mounted CA with upstreamCA. Also
-checks what the schema cannot.
+tls.enabled, `upstream.ca_file` to the mounted CA with upstreamCA, and
+`authz_listen` and `authz` with authz.enabled. Also checks what the schema
+cannot.
 */}}
 {{- define "zambda-guard.configYaml" -}}
 {{- $cfg := deepCopy .Values.config }}
@@ -199,6 +210,16 @@ checks what the schema cannot.
 {{- $_ := set $upstream "ca_file" (printf "%s/ca.crt" (include "zambda-guard.upstreamCaDir" .)) }}
 {{- $_ := set $cfg "upstream" $upstream }}
 {{- end }}
+{{- if include "zambda-guard.authzEnabled" . }}
+{{- include "zambda-guard.checkAuthz" . }}
+{{- $listen := dig "listen" "0.0.0.0:8080" $cfg | toString }}
+{{- $_ := set $cfg "authz_listen" (printf "%s:%s" (regexReplaceAll ":[0-9]+$" $listen "") (include "zambda-guard.authzPort" .)) }}
+{{- $authz := dict "source" .Values.authz.source }}
+{{- with .Values.authz.pathPrefix }}
+{{- $_ := set $authz "path_prefix" . }}
+{{- end }}
+{{- $_ := set $cfg "authz" $authz }}
+{{- end }}
 {{- $declared := dict }}
 {{- range .Values.hmacSecrets }}
 {{- $_ := set $declared .env true }}
@@ -211,6 +232,29 @@ checks what the schema cannot.
 {{- end }}
 {{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+What the schema cannot check about authz.enabled: a port of its own, a prefix
+only where the product reads one, and a Service that stays inside the cluster.
+The decision port answers "allowed" with identity headers to whoever asks, so
+a client that reached it could learn what the front proxy would let through;
+it is for the front proxy alone. Renders nothing.
+*/}}
+{{- define "zambda-guard.checkAuthz" -}}
+{{- $port := include "zambda-guard.authzPort" . }}
+{{- if or (eq $port (include "zambda-guard.proxyPort" .)) (eq $port (include "zambda-guard.adminPort" .)) }}
+{{- fail (printf "authz.port %s is already the proxy port (config.listen) or the admin port (config.admin_listen); give the decision service a port of its own" $port) }}
+{{- end }}
+{{- if eq $port (include "zambda-guard.servicePort" .) }}
+{{- fail (printf "authz.port %s is also the Service's proxy port (service.port); the Service needs a port number for each" $port) }}
+{{- end }}
+{{- if and .Values.authz.pathPrefix (ne .Values.authz.source "request") }}
+{{- fail (printf "authz.pathPrefix applies only to authz.source=request (it is %s); remove authz.pathPrefix" .Values.authz.source) }}
+{{- end }}
+{{- if ne .Values.service.type "ClusterIP" }}
+{{- fail (printf "authz.enabled puts the decision port on the Service, and service.type %s would open it outside the cluster; use service.type=ClusterIP (the front proxy calls it from inside)" .Values.service.type) }}
+{{- end }}
 {{- end }}
 
 {{/* Hash of the rendered config.yaml: rolls the pods when the config changes, and only then. */}}
@@ -297,6 +341,11 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
     - name: admin
       containerPort: {{ include "zambda-guard.adminPort" . }}
       protocol: TCP
+    {{- if include "zambda-guard.authzEnabled" . }}
+    - name: authz
+      containerPort: {{ include "zambda-guard.authzPort" . }}
+      protocol: TCP
+    {{- end }}
   {{- if or .Values.hmacSecrets .Values.env }}
   env:
     {{- range .Values.hmacSecrets }}
