@@ -10,7 +10,13 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::sync::OnceLock;
+
 use crate::authn;
+
+/// How many `request_duration` children [`Metrics::request_duration_for`]
+/// keeps resolved; slots past it fall back to a label lookup.
+pub const DURATION_SLOTS: usize = 64;
 
 /// Request latency buckets, in seconds: a proxy's added latency is
 /// sub-millisecond, the functions behind it take up to seconds.
@@ -29,6 +35,10 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
+    /// `request_duration` children, each resolved on first use: the label
+    /// pairs are a small fixed set, so a request finds its histogram
+    /// without hashing its labels (see [`Metrics::request_duration_for`]).
+    request_durations: Box<[OnceLock<Histogram>]>,
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,
     pub policy_reloads: IntCounterVec,
@@ -52,6 +62,22 @@ fn name(short: &str) -> String {
 
 impl Metrics {
     /// Creates and registers every metric (once, at start-up).
+    /// Observes `seconds` in the `request_duration_seconds` histogram of
+    /// (`route`, `decision`). `slot` is the caller's fixed numbering of the
+    /// pairs (below [`DURATION_SLOTS`]): the histogram is resolved once per
+    /// slot, and later requests skip the label lookup.
+    pub fn observe_request_duration(&self, slot: usize, route: &str, decision: &str, seconds: f64) {
+        match self.request_durations.get(slot) {
+            Some(cell) => cell
+                .get_or_init(|| self.request_duration.with_label_values(&[route, decision]))
+                .observe(seconds),
+            None => self
+                .request_duration
+                .with_label_values(&[route, decision])
+                .observe(seconds),
+        }
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
@@ -69,6 +95,7 @@ impl Metrics {
                 &["route", "decision"],
                 REQUEST_BUCKETS,
             ),
+            request_durations: (0..DURATION_SLOTS).map(|_| OnceLock::new()).collect(),
             decision_duration: histogram(
                 r,
                 "decision_duration_seconds",
@@ -299,7 +326,7 @@ mod tests {
     fn every_metric_renders_with_help_and_type() {
         let m = Metrics::new();
         m.requests
-            .with_label_values(&["execute", "allow", "x"])
+            .with_label_values(&["proxy", "execute", "allow", "x"])
             .inc();
         m.request_duration
             .with_label_values(&["execute", "allow"])

@@ -52,6 +52,7 @@ pub fn facts<'a>(
     method: &'a http::Method,
     target: &'a [u8],
 ) -> Facts<'a> {
+    let preflight = method == http::Method::OPTIONS;
     Facts {
         method,
         target,
@@ -62,13 +63,15 @@ pub fn facts<'a>(
         authorization: values(req, http::header::AUTHORIZATION.as_str()),
         project_ids: values(req, gate::PROJECT_ID_HEADERS[0])
             .chain(values(req, gate::PROJECT_ID_HEADERS[1])),
-        origin: req
-            .headers
-            .get(http::header::ORIGIN)
+        // Only a preflight needs these (and they cost a lookup each).
+        origin: preflight
+            .then(|| req.headers.get(http::header::ORIGIN))
+            .flatten()
             .and_then(|o| o.to_str().ok()),
-        preflight_method: req
-            .headers
-            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
+        preflight_method: preflight
+            && req
+                .headers
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
         content_length: content_length(req),
     }
 }

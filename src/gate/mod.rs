@@ -98,7 +98,7 @@ pub struct Facts<'a> {
     pub authorization: Values<'a>,
     /// Every value of both project-id headers.
     pub project_ids: Values<'a>,
-    /// `Origin`, when it is text.
+    /// `Origin`, when it is text (needed for a CORS preflight only).
     pub origin: Option<&'a str>,
     /// An `Access-Control-Request-Method` header is present.
     pub preflight_method: bool,

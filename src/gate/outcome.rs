@@ -254,6 +254,9 @@ pub enum Label {
 }
 
 impl Label {
+    /// How many labels there are (their discriminants are `0..COUNT`).
+    pub const COUNT: usize = 10;
+
     pub fn as_str(self) -> &'static str {
         match self {
             Label::Allow => "allow",

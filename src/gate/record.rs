@@ -111,9 +111,8 @@ pub fn count(m: &Metrics, record: &Record, answer: &Answer<'_>) {
     m.requests
         .with_label_values(&[answer.listener.as_str(), route, label, zambda])
         .inc();
-    m.request_duration
-        .with_label_values(&[route, label])
-        .observe(answer.elapsed.as_secs_f64());
+    let slot = record.route.map_or(0, |r| r as usize + 1) * Label::COUNT + record.label as usize;
+    m.observe_request_duration(slot, route, label, answer.elapsed.as_secs_f64());
     if let Some(time) = record.decision_time {
         m.decision_duration.observe(time.as_secs_f64());
     }

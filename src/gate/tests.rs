@@ -783,3 +783,59 @@ fn forwarded_for_appends_the_client() {
     );
     assert_eq!(forwarded_for(std::iter::empty(), None), None);
 }
+
+#[test]
+fn each_label_has_its_own_duration_slot() {
+    use Label::*;
+    let all = [
+        Allow,
+        Deny,
+        Unauthenticated,
+        NotFound,
+        BadRequest,
+        MethodNotAllowed,
+        Unavailable,
+        Public,
+        WouldDeny,
+        RateLimited,
+    ];
+    assert_eq!(all.len(), Label::COUNT);
+    let mut seen = std::collections::BTreeSet::new();
+    for label in all {
+        assert!((label as usize) < Label::COUNT, "{label:?}");
+        assert!(seen.insert(label as usize), "{label:?} shares a slot");
+    }
+    // The slots resolve to the series of their own labels.
+    let m = crate::metrics::Metrics::new();
+    let answer = |elapsed| record::Answer {
+        listener: record::Listener::Proxy,
+        status: 200,
+        request_id: "r",
+        elapsed,
+    };
+    let allowed = Record {
+        route: Some(Route::Execute),
+        zambda: Some("alpha".into()),
+        actor: None,
+        label: Allow,
+        reason: Cow::Borrowed(""),
+        decision_time: None,
+    };
+    let public = Record {
+        route: Some(Route::ExecutePublic),
+        label: Public,
+        ..allowed.clone()
+    };
+    for _ in 0..2 {
+        record::count(&m, &allowed, &answer(std::time::Duration::from_millis(1)));
+    }
+    record::count(&m, &public, &answer(std::time::Duration::from_millis(1)));
+    let count = |route: &str, decision: &str| {
+        m.request_duration
+            .with_label_values(&[route, decision])
+            .get_sample_count()
+    };
+    assert_eq!(count("execute", "allow"), 2);
+    assert_eq!(count("execute-public", "public"), 1);
+    assert_eq!(count("execute", "public"), 0);
+}
