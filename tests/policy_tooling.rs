@@ -591,6 +591,114 @@ fn explain_json_for_an_issuer_bound_actor() {
     );
 }
 
+#[test]
+fn explain_applies_defaults_only_with_an_issuer_and_names_them() {
+    let project = repo().join("examples/oystehr-project");
+    let issuer = "https://auth.example.com/";
+    let unlisted = [
+        "--subject",
+        "auth0|patient-7",
+        "--zambda",
+        "get-appointments",
+    ];
+
+    let v = explain_json(
+        &project,
+        "config.yaml",
+        &[&unlisted[..], &["--issuer", issuer]].concat(),
+    );
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["principal"]["actor_entries"], serde_json::json!([]));
+    let roles = v["principal"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{v}");
+    assert_eq!(roles[0]["name"], "Patient");
+    assert_eq!(
+        roles[0]["source"],
+        serde_json::json!({"kind": "defaults", "issuer": issuer})
+    );
+    assert_eq!(v["deciding_rule"]["origin"]["name"], "Patient");
+
+    let o = zg_in(
+        &project,
+        &[&["explain"][..], &unlisted, &["--issuer", issuer]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    assert!(
+        stdout(&o).contains(&format!("  Patient (from the defaults of {issuer})\n")),
+        "{}",
+        all(&o)
+    );
+
+    // Without an issuer, no defaults apply: nothing allows.
+    let v = explain_json(&project, "config.yaml", &unlisted);
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["principal"]["roles"], serde_json::json!([]));
+    assert_eq!(v["deciding_rule"], Value::Null);
+
+    // A listed actor holds its entry's roles, never the defaults.
+    let v = explain_json(
+        &project,
+        "config.yaml",
+        &[
+            "--subject",
+            "auth0|patient-deactivated",
+            "--issuer",
+            issuer,
+            "--zambda",
+            "get-appointments",
+        ],
+    );
+    assert_eq!(v["decision"], "deny");
+    let roles = v["principal"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{v}");
+    assert_eq!(roles[0]["name"], "Inactive");
+    assert_eq!(roles[0]["source"]["kind"], "actor");
+}
+
+#[test]
+fn a_failing_case_names_the_defaults_that_gave_the_deciding_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo().join("examples/oystehr-project/policies");
+    let file = dir.path().join("unlisted.test.yaml");
+    write(
+        &file,
+        &format!(
+            "policies: {}
+cases:
+  - name: an unlisted patient is denied
+    principal: {{subject: auth0|patient-7, issuer: https://auth.example.com/}}
+    zambda: get-appointments
+    expect: deny
+
+  - name: without an issuer the patient is allowed
+    principal: {{subject: auth0|patient-7}}
+    zambda: get-appointments
+    expect: allow
+
+  - name: a provider is denied
+    principal: {{subject: auth0|staff-dr-rivera, issuer: https://auth.example.com/}}
+    zambda: get-appointments
+    expect: deny
+",
+            policies.display()
+        ),
+    );
+    let o = zg(&["test", &file.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", all(&o));
+    let f = file.display();
+    let roles = policies.join("roles.json");
+    let roles = roles.display();
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{f}:3: FAIL an unlisted patient is denied: expected deny, got allowed by Allow rule[1] of role \"Patient\" ({roles}:16), a role held from the defaults of https://auth.example.com/\n\
+             {f}:8: FAIL without an issuer the patient is allowed: expected allow, got denied: no rule allows\n\
+             {f}:13: FAIL a provider is denied: expected deny, got allowed by Allow rule[2] of role \"Provider\" ({roles}:32)\n\
+             0 passed, 3 failed\n"
+        )
+    );
+}
+
 // ---------------------------------------------------------------------------
 // zambda-guard diff
 
