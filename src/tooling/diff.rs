@@ -1,5 +1,6 @@
-//! `zambda-guard diff OLD_DIR NEW_DIR`: every (actor or role, Zambda) pair
-//! whose decision a policy change flips, and what changed in the catalog.
+//! `zambda-guard diff OLD_DIR NEW_DIR`: every (principal, Zambda) pair —
+//! an actor, a role, or any unlisted actor of an issuer — whose decision a
+//! policy change flips, and what changed in the catalog.
 //!
 //! # What is compared
 //!
