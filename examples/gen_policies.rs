@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo run --release --example gen_policies -- DIR \
 //!     [--actors 100000] [--roles 10000] [--zambdas 10000] [--rules 200000] \
-//!     [--roles-per-actor 2] [--per-file 10000] [--format yaml|json] [--seed 5]
+//!     [--roles-per-actor 2] [--per-file 10000] [--format yaml|json] [--seed 5] \
+//!     [--m2m-every 10] [--defaults-issuer https://issuer.test/|none]
 //! ```
 //!
 //! The defaults are issue 5's scale. The set is deterministic for given
@@ -51,6 +52,13 @@ fn run() -> Result<(), String> {
             "--roles-per-actor" => spec.roles_per_actor = number("--roles-per-actor")?,
             "--per-file" => spec.per_file = number("--per-file")?,
             "--seed" => spec.seed = number("--seed")? as u64,
+            "--m2m-every" => spec.m2m_every = number("--m2m-every")?,
+            "--defaults-issuer" => {
+                let issuer = value("--defaults-issuer")?;
+                // The spec holds a static text: the one value of a run.
+                spec.defaults_issuer =
+                    (issuer != "none").then(|| &*Box::leak(issuer.into_boxed_str()));
+            }
             "--format" => {
                 spec.format = match value("--format")?.as_str() {
                     "yaml" => Format::Yaml,
@@ -61,7 +69,8 @@ fn run() -> Result<(), String> {
             "-h" | "--help" => {
                 println!(
                     "usage: gen_policies DIR [--actors N] [--roles N] [--zambdas N] [--rules N] \
-                     [--roles-per-actor N] [--per-file N] [--format yaml|json] [--seed N]"
+                     [--roles-per-actor N] [--per-file N] [--format yaml|json] [--seed N] \
+                     [--m2m-every N] [--defaults-issuer URL|none]"
                 );
                 return Ok(());
             }

@@ -98,6 +98,92 @@ fn check_accepts_the_shipped_files() {
 }
 
 #[test]
+fn check_says_what_unlisted_actors_hold_and_warns_about_oystehr_pitfalls() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("project.yaml"),
+        "\
+roles:
+  - name: Patient
+    accessPolicy: []
+  - name: Front Desk
+    id: 7f3c2a10-0000-4000-8000-000000000001
+    accessPolicy: []
+  - name: Lab Integration
+    accessPolicy: []
+defaults:
+  - issuer: https://issuer.test/
+    roles: [Patient, Front Desk]
+actors:
+  - subject: anyone
+m2ms:
+  - clientId: unbound
+    roles: [Patient]
+  - clientId: bound
+    issuer: https://issuer.test/
+",
+    )
+    .unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let other = "https://other.test/";
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "      public_key_pem_file: {pem}\n      roles_claim: roles\n    - issuer: {other}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256]\n      public_key_pem_file: {pem}\n",
+            pem = pem.display()
+        ),
+    );
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    let file = policies.join("project.yaml").display().to_string();
+    let lines: Vec<&str> = out.lines().collect();
+
+    // Per issuer, what its unlisted actors hold, and where that is said.
+    for line in [
+        format!("unlisted actors of {ISSUER} hold: Patient, Front Desk (defaults, {file}:10)"),
+        format!("unlisted actors of {other} hold no roles"),
+    ] {
+        assert!(lines.contains(&line.as_str()), "{line}\n{out}");
+    }
+
+    // The M2M client without issuer, by name and place; the bound one not.
+    let m2m = format!(
+        "warning: m2m client \"unbound\" ({file}:15) carries no `issuer` while 2 issuers are configured: a token of subject \"unbound@clients\" from any of them holds its access"
+    );
+    assert!(lines.contains(&m2m.as_str()), "{out}");
+    assert!(!out.contains("\"bound\""), "{out}");
+    // Actors are counted apart from M2M clients.
+    assert!(
+        out.contains("warning: 1 actor(s) carry no `issuer` while 2 issuers are configured"),
+        "{out}"
+    );
+
+    // Roles with a space in their names: by id, or not at all.
+    for line in [
+        format!("warning: role \"Front Desk\" ({file}:4): its name contains a space: a roles claim given as one space-separated text can carry it only by its id \"7f3c2a10-0000-4000-8000-000000000001\""),
+        format!("warning: role \"Lab Integration\" ({file}:7): its name contains a space: a roles claim given as one space-separated text can carry it only by its id, and it has none"),
+    ] {
+        assert!(lines.contains(&line.as_str()), "{line}\n{out}");
+    }
+    assert!(!out.contains("role \"Patient\""), "{out}");
+}
+
+#[test]
+fn check_of_the_example_oystehr_project() {
+    let o = zg(&["check", "--config", "examples/oystehr-project/config.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("unlisted actors of https://auth.example.com/ hold: Patient (defaults, "),
+        "{out}"
+    );
+    assert!(out.contains("warning: role \"Lab Integration\" ("), "{out}");
+}
+
+#[test]
 fn check_names_file_and_line_of_a_broken_policy() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");

@@ -591,6 +591,114 @@ fn explain_json_for_an_issuer_bound_actor() {
     );
 }
 
+#[test]
+fn explain_applies_defaults_only_with_an_issuer_and_names_them() {
+    let project = repo().join("examples/oystehr-project");
+    let issuer = "https://auth.example.com/";
+    let unlisted = [
+        "--subject",
+        "auth0|patient-7",
+        "--zambda",
+        "get-appointments",
+    ];
+
+    let v = explain_json(
+        &project,
+        "config.yaml",
+        &[&unlisted[..], &["--issuer", issuer]].concat(),
+    );
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["principal"]["actor_entries"], serde_json::json!([]));
+    let roles = v["principal"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{v}");
+    assert_eq!(roles[0]["name"], "Patient");
+    assert_eq!(
+        roles[0]["source"],
+        serde_json::json!({"kind": "defaults", "issuer": issuer})
+    );
+    assert_eq!(v["deciding_rule"]["origin"]["name"], "Patient");
+
+    let o = zg_in(
+        &project,
+        &[&["explain"][..], &unlisted, &["--issuer", issuer]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    assert!(
+        stdout(&o).contains(&format!("  Patient (from the defaults of {issuer})\n")),
+        "{}",
+        all(&o)
+    );
+
+    // Without an issuer, no defaults apply: nothing allows.
+    let v = explain_json(&project, "config.yaml", &unlisted);
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["principal"]["roles"], serde_json::json!([]));
+    assert_eq!(v["deciding_rule"], Value::Null);
+
+    // A listed actor holds its entry's roles, never the defaults.
+    let v = explain_json(
+        &project,
+        "config.yaml",
+        &[
+            "--subject",
+            "auth0|patient-deactivated",
+            "--issuer",
+            issuer,
+            "--zambda",
+            "get-appointments",
+        ],
+    );
+    assert_eq!(v["decision"], "deny");
+    let roles = v["principal"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 1, "{v}");
+    assert_eq!(roles[0]["name"], "Inactive");
+    assert_eq!(roles[0]["source"]["kind"], "actor");
+}
+
+#[test]
+fn a_failing_case_names_the_defaults_that_gave_the_deciding_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo().join("examples/oystehr-project/policies");
+    let file = dir.path().join("unlisted.test.yaml");
+    write(
+        &file,
+        &format!(
+            "policies: {}
+cases:
+  - name: an unlisted patient is denied
+    principal: {{subject: auth0|patient-7, issuer: https://auth.example.com/}}
+    zambda: get-appointments
+    expect: deny
+
+  - name: without an issuer the patient is allowed
+    principal: {{subject: auth0|patient-7}}
+    zambda: get-appointments
+    expect: allow
+
+  - name: a provider is denied
+    principal: {{subject: auth0|staff-dr-rivera, issuer: https://auth.example.com/}}
+    zambda: get-appointments
+    expect: deny
+",
+            policies.display()
+        ),
+    );
+    let o = zg(&["test", &file.display().to_string()]);
+    assert_eq!(o.status.code(), Some(1), "{}", all(&o));
+    let f = file.display();
+    let roles = policies.join("roles.json");
+    let roles = roles.display();
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{f}:3: FAIL an unlisted patient is denied: expected deny, got allowed by Allow rule[1] of role \"Patient\" ({roles}:16), a role held from the defaults of https://auth.example.com/\n\
+             {f}:8: FAIL without an issuer the patient is allowed: expected allow, got denied: no rule allows\n\
+             {f}:13: FAIL a provider is denied: expected deny, got allowed by Allow rule[2] of role \"Provider\" ({roles}:32)\n\
+             0 passed, 3 failed\n"
+        )
+    );
+}
+
 // ---------------------------------------------------------------------------
 // zambda-guard diff
 
@@ -668,6 +776,74 @@ newly denied: 2 pair(s): 0 role(s), 2 actor(s)
     assert_eq!(v["catalog"]["renamed"][0]["old_name"], "billing-export");
     assert_eq!(v["catalog"]["type_changed"][0]["new_type"], "authenticated");
     assert_eq!(v["catalog"]["removed"], serde_json::json!([]));
+}
+
+/// A copy of the example Oystehr project's policies with `change` applied
+/// to `project.yaml`.
+fn changed_oystehr_project(change: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = repo().join("examples/oystehr-project/policies");
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap();
+        let text = if name == "project.yaml" {
+            change(text)
+        } else {
+            text
+        };
+        write(&dir.path().join(name), &text);
+    }
+    dir
+}
+
+#[test]
+fn diff_compares_unlisted_actors_with_the_defaults() {
+    const ISSUER: &str = "https://auth.example.com/";
+    let new = changed_oystehr_project(|text| {
+        // The default role becomes Provider, and one patient is listed
+        // (without issuer) as Inactive: deactivated.
+        let text = text.replace(
+            "{id: 9e1b2c3d-0001-4a00-8000-00000000a001, name: Patient}",
+            "Provider",
+        );
+        assert!(text.contains("roles:\n      - Provider"), "{text}");
+        text.replace(
+            "actors:\n",
+            "actors:\n  - subject: auth0|patient-42\n    roles: [Inactive]\n",
+        )
+    });
+    let new_dir = new.path().display().to_string();
+    let old_dir = "examples/oystehr-project/policies";
+    let o = zg(&["diff", old_dir, &new_dir]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "\
+catalog: unchanged
+newly allowed: 1 pair(s): 0 role(s), 0 actor(s), unlisted actors of 1 issuer(s)
+  any unlisted actor of issuer \"{ISSUER}\": update-chart
+newly denied: 1 pair(s): 0 role(s), 1 actor(s)
+  actor \"auth0|patient-42\" of issuer \"{ISSUER}\": get-appointments
+1 newly allowed, 1 newly denied
+"
+        )
+    );
+
+    let o = zg(&["diff", "--format", "json", old_dir, &new_dir]);
+    assert_eq!(o.status.code(), Some(0), "{}", all(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["newly_allowed"]["unlisted"], 1);
+    assert_eq!(
+        v["newly_allowed"]["principals"][0],
+        serde_json::json!({"kind": "unlisted", "issuer": ISSUER, "zambdas": ["update-chart"]})
+    );
+    assert_eq!(v["newly_denied"]["unlisted"], 0);
+    assert_eq!(
+        v["newly_denied"]["principals"][0],
+        serde_json::json!({"kind": "actor", "subject": "auth0|patient-42", "issuer": ISSUER, "zambdas": ["get-appointments"]})
+    );
 }
 
 #[test]
@@ -776,8 +952,12 @@ impl Rng {
 
 const ZAMBDAS: usize = 6;
 const ROLES: usize = 4;
-const SUBJECTS: [&str; 3] = ["s0", "s1", "s2"];
+/// The last is an M2M client's subject: written under `m2ms`, and never
+/// holding default roles.
+const SUBJECTS: [&str; 4] = ["s0", "s1", "s2", "c0@clients"];
 const ISSUERS: [Option<&str>; 3] = [None, Some("i1"), Some("i2")];
+/// A subject no generated entry lists.
+const NOBODY: &str = "nobody";
 
 #[derive(Clone, Debug)]
 struct RuleSpec {
@@ -796,6 +976,8 @@ struct World {
     roles: Vec<(usize, Vec<RuleSpec>)>,
     /// (subject, issuer, roles, inline policy)
     actors: Vec<ActorSpec>,
+    /// (issuer, default roles), by index; the issuer is never `None`.
+    defaults: Vec<(usize, Vec<usize>)>,
 }
 
 fn random_rule(rng: &mut Rng) -> RuleSpec {
@@ -835,7 +1017,7 @@ fn random_policy(rng: &mut Rng) -> Vec<RuleSpec> {
 }
 
 fn random_actor(rng: &mut Rng, subject: usize, issuer: usize) -> ActorSpec {
-    let roles = (0..ROLES).filter(|_| rng.chance(35)).collect();
+    let roles = random_roles(rng);
     let inline = rng.chance(40).then(|| random_policy(rng));
     (subject, issuer, roles, inline)
 }
@@ -845,6 +1027,7 @@ fn random_world(rng: &mut Rng) -> World {
         zambdas: Vec::new(),
         roles: Vec::new(),
         actors: Vec::new(),
+        defaults: Vec::new(),
     };
     for z in 0..ZAMBDAS {
         if rng.chance(85) {
@@ -863,7 +1046,16 @@ fn random_world(rng: &mut Rng) -> World {
             }
         }
     }
+    for i in 1..ISSUERS.len() {
+        if rng.chance(60) {
+            world.defaults.push((i, random_roles(rng)));
+        }
+    }
     world
+}
+
+fn random_roles(rng: &mut Rng) -> Vec<usize> {
+    (0..ROLES).filter(|_| rng.chance(35)).collect()
 }
 
 /// A change of `world`: each part kept, altered, dropped or added at random.
@@ -872,6 +1064,7 @@ fn mutate(rng: &mut Rng, world: &World) -> World {
         zambdas: Vec::new(),
         roles: Vec::new(),
         actors: Vec::new(),
+        defaults: Vec::new(),
     };
     for z in 0..ZAMBDAS {
         match world.zambdas.iter().find(|entry| entry.0 == z) {
@@ -921,6 +1114,15 @@ fn mutate(rng: &mut Rng, world: &World) -> World {
             }
         }
     }
+    for i in 1..ISSUERS.len() {
+        match world.defaults.iter().find(|d| d.0 == i) {
+            Some(_) if rng.chance(15) => {}
+            Some((_, roles)) if rng.chance(25) => next.defaults.push((i, random_roles(rng))),
+            Some(defaults) => next.defaults.push(defaults.clone()),
+            None if rng.chance(25) => next.defaults.push((i, random_roles(rng))),
+            None => {}
+        }
+    }
     next
 }
 
@@ -953,30 +1155,53 @@ fn yaml(world: &World) -> String {
     out.push_str("roles:\n");
     for (r, rules) in &world.roles {
         out.push_str(&format!(
-            "  - {{name: r{r}, access_policy: {}}}\n",
+            "  - {{name: r{r}, id: rid{r}, access_policy: {}}}\n",
             policy_yaml(rules)
         ));
     }
-    out.push_str("actors:\n");
-    for (s, i, roles, inline) in &world.actors {
-        // Only roles this set defines.
-        let roles: Vec<String> = roles
+    // Only roles this set defines, by name, id or stub in turn.
+    let references = |roles: &[usize]| -> String {
+        let named: Vec<String> = roles
             .iter()
             .filter(|r| world.roles.iter().any(|(defined, _)| defined == *r))
-            .map(|r| format!("r{r}"))
+            .enumerate()
+            .map(|(k, r)| match k % 3 {
+                0 => format!("r{r}"),
+                1 => format!("rid{r}"),
+                _ => format!("{{id: rid{r}, name: r{r}}}"),
+            })
             .collect();
+        format!("[{}]", named.join(", "))
+    };
+    out.push_str("defaults:\n");
+    for (i, roles) in &world.defaults {
+        let issuer = ISSUERS[*i].unwrap_or_default();
         out.push_str(&format!(
-            "  - subject: {}\n    roles: [{}]\n",
-            SUBJECTS[*s],
-            roles.join(", ")
+            "  - {{issuer: {issuer}, roles: {}}}\n",
+            references(roles)
         ));
+    }
+    let (mut actors, mut m2ms) = (String::new(), String::new());
+    for (s, i, roles, inline) in &world.actors {
+        let out = match SUBJECTS[*s].strip_suffix("@clients") {
+            Some(client) => {
+                m2ms.push_str(&format!("  - clientId: {client}\n"));
+                &mut m2ms
+            }
+            None => {
+                actors.push_str(&format!("  - subject: {}\n", SUBJECTS[*s]));
+                &mut actors
+            }
+        };
+        out.push_str(&format!("    roles: {}\n", references(roles)));
         if let Some(issuer) = ISSUERS[*i] {
             out.push_str(&format!("    issuer: {issuer}\n"));
         }
         if let Some(rules) = inline {
-            out.push_str(&format!("    access_policy: {}\n", policy_yaml(rules)));
+            out.push_str(&format!("    accessPolicy: {}\n", policy_yaml(rules)));
         }
     }
+    out.push_str(&format!("actors:\n{actors}m2ms:\n{m2ms}"));
     out
 }
 
@@ -986,8 +1211,11 @@ fn load(text: &str) -> Set {
         .set
 }
 
-/// Every flipped pair, found by deciding every (principal, Zambda) pair of
-/// both sets with `decide` and `decide_role`.
+/// Every flipped pair, found by deciding, in both sets, every role and
+/// every token a generated set can tell apart — each subject (and one no
+/// entry lists) from each issuer (and from none) — on every Zambda, and
+/// naming each token's flips by the principal the diff reports them under
+/// ([`reported_as`]).
 fn brute_force(old: &Set, new: &Set) -> HashSet<(Who, String, Flip)> {
     let ids: Vec<String> = {
         let mut ids: Vec<String> = old
@@ -999,49 +1227,94 @@ fn brute_force(old: &Set, new: &Set) -> HashSet<(Who, String, Flip)> {
         ids.dedup();
         ids
     };
-    let mut principals: Vec<Who> = old
-        .role_names()
-        .chain(new.role_names())
-        .map(|name| Who::Role(name.to_owned()))
-        .chain(old.actors().chain(new.actors()).map(|a| Who::Actor {
-            subject: a.subject.clone(),
-            issuer: a.issuer.clone(),
-        }))
-        .collect();
-    principals.sort();
-    principals.dedup();
-    let allowed = |set: &Set, who: &Who, id: &str| {
-        let Some(zambda) = set.zambda(id).filter(|z| z.id == id) else {
-            return false;
-        };
-        match who {
-            Who::Role(name) => set.decide_role(name, zambda).is_some_and(|d| d.allowed),
-            Who::Actor { subject, issuer } => {
-                let principal = Principal {
-                    subject,
-                    issuer: issuer.as_deref(),
-                    token_roles: &[],
-                };
-                set.decide(&principal, zambda).allowed
-            }
-        }
-    };
+    let mut roles: Vec<&str> = old.role_names().chain(new.role_names()).collect();
+    roles.sort();
+    roles.dedup();
+    fn in_catalog<'s>(set: &'s Set, id: &str) -> Option<&'s policy::Zambda> {
+        set.zambda(id).filter(|z| z.id == id)
+    }
     let mut flips = HashSet::new();
-    for who in &principals {
+    let mut record = |who: &Who, id: &str, before: bool, after: bool| {
+        match (before, after) {
+            (false, true) => flips.insert((who.clone(), id.to_owned(), Flip::NewlyAllowed)),
+            (true, false) => flips.insert((who.clone(), id.to_owned(), Flip::NewlyDenied)),
+            _ => false,
+        };
+    };
+    for role in roles {
+        let allowed = |set: &Set, id: &str| {
+            in_catalog(set, id)
+                .and_then(|zambda| set.decide_role(role, zambda))
+                .is_some_and(|d| d.allowed)
+        };
         for id in &ids {
-            match (allowed(old, who, id), allowed(new, who, id)) {
-                (false, true) => flips.insert((who.clone(), id.clone(), Flip::NewlyAllowed)),
-                (true, false) => flips.insert((who.clone(), id.clone(), Flip::NewlyDenied)),
-                _ => false,
+            record(
+                &Who::Role(role.to_owned()),
+                id,
+                allowed(old, id),
+                allowed(new, id),
+            );
+        }
+    }
+    for subject in SUBJECTS.into_iter().chain([NOBODY]) {
+        for issuer in ISSUERS {
+            let principal = Principal {
+                subject,
+                issuer,
+                token_roles: &[],
             };
+            let allowed = |set: &Set, id: &str| {
+                in_catalog(set, id).is_some_and(|zambda| set.decide(&principal, zambda).allowed)
+            };
+            for id in &ids {
+                let (before, after) = (allowed(old, id), allowed(new, id));
+                if before != after {
+                    let who = reported_as(old, new, subject, issuer).unwrap_or_else(|| {
+                        panic!("a token of {subject} from {issuer:?} flips, yet is no principal")
+                    });
+                    record(&who, id, before, after);
+                }
+            }
         }
     }
     flips
 }
 
+/// The principal of the diff a token of `subject` from `issuer` (with no
+/// roles) is reported under; `None` when it holds nothing in either set.
+fn reported_as(old: &Set, new: &Set, subject: &str, issuer: Option<&str>) -> Option<Who> {
+    let listed = |set: &Set, issuer: Option<&str>| {
+        set.actors()
+            .any(|a| a.subject == subject && a.issuer.as_deref() == issuer)
+    };
+    let actor = |issuer: Option<&str>| Who::Actor {
+        subject: subject.to_owned(),
+        issuer: issuer.map(str::to_owned),
+    };
+    let has_defaults = |issuer: Option<&str>| {
+        issuer.is_some_and(|i| old.defaults_of(i).is_some() || new.defaults_of(i).is_some())
+    };
+    let unlisted_token = !subject.ends_with("@clients") && has_defaults(issuer);
+    if issuer.is_some() && (listed(old, issuer) || listed(new, issuer)) {
+        // An entry for this very key, in either set.
+        Some(actor(issuer))
+    } else if listed(old, None) && listed(new, None) || !unlisted_token {
+        // Decided by the entries without issuer alone, in both sets.
+        (listed(old, None) || listed(new, None)).then(|| actor(None))
+    } else if listed(old, None) || listed(new, None) {
+        // Listed in one set, holding the defaults in the other.
+        Some(actor(issuer))
+    } else {
+        // Unlisted in both.
+        issuer.map(|issuer| Who::Unlisted {
+            issuer: issuer.to_owned(),
+        })
+    }
+}
+
 #[test]
 fn diff_agrees_with_deciding_every_pair_on_random_policy_sets() {
-    let (mut flips, mut catalog_changes) = (0, 0);
+    let (mut flips, mut catalog_changes, mut unlisted_flips) = (0, 0, 0);
     for seed in 0..400u64 {
         let mut rng = Rng(seed);
         let before = random_world(&mut rng);
@@ -1073,6 +1346,10 @@ fn diff_agrees_with_deciding_every_pair_on_random_policy_sets() {
             );
         }
         flips += expected.len();
+        unlisted_flips += expected
+            .iter()
+            .filter(|(who, _, _)| matches!(who, Who::Unlisted { .. }))
+            .count();
 
         // The catalog changes, by id.
         let ids = |set: &Set| -> Vec<String> { set.zambdas().map(|z| z.id.clone()).collect() };
@@ -1126,6 +1403,10 @@ fn diff_agrees_with_deciding_every_pair_on_random_policy_sets() {
     }
     // The generator must exercise the comparison, or this test proves nothing.
     assert!(flips > 1000, "only {flips} flipped pairs in all");
+    assert!(
+        unlisted_flips > 100,
+        "only {unlisted_flips} flipped pairs of unlisted actors in all"
+    );
     assert!(
         catalog_changes > 100,
         "only {catalog_changes} catalog changes in all"

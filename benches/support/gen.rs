@@ -13,7 +13,14 @@
 //!   mixed in the way real Oystehr roles mix services;
 //! - `actors` M2M-client subjects (`<hex>@clients`), each holding
 //!   `roles_per_actor` roles, the rest of the rules spread over their inline
-//!   policies (an Allow or, one in ten, a Deny of one Zambda).
+//!   policies (an Allow or, one in ten, a Deny of one Zambda); one in
+//!   `m2m_every` is written as an Oystehr M2M client object under `m2ms`
+//!   (`clientId` the hex, roles as `{id, name}` stubs), which is the same
+//!   subject, so which actor decides what does not depend on it;
+//! - every role carries a UUID-shaped id (as Oystehr's do);
+//! - with `defaults_issuer`, a `defaults` entry giving unlisted actors of
+//!   that issuer the first `roles_per_actor` roles (Oystehr's default
+//!   patient role; the `…@clients` actors never hold it).
 //!
 //! `rules` counts every rule, Zambda-facing and inert. Entries are split
 //! over several files per section (the loader parses files in parallel).
@@ -35,7 +42,14 @@ pub struct Spec {
     pub per_file: usize,
     pub format: Format,
     pub seed: u64,
+    /// One actor in this many is an M2M client object (0: none).
+    pub m2m_every: usize,
+    /// The issuer of the `defaults` entry (`None`: no defaults).
+    pub defaults_issuer: Option<&'static str>,
 }
+
+/// The issuer the scale set's `defaults` name (the benchmarks' issuer).
+pub const ISSUER: &str = "https://issuer.test/";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -64,6 +78,8 @@ impl Spec {
         per_file: 10_000,
         format: Format::Yaml,
         seed: 5,
+        m2m_every: 10,
+        defaults_issuer: Some(ISSUER),
     };
 
     /// Rules per role: half of all rules (at least one each) go to roles,
@@ -125,6 +141,29 @@ pub fn role_name(i: usize) -> String {
     format!("role-{i}")
 }
 
+/// The id of role `i` (UUID-shaped, deterministic, never a role name).
+pub fn role_id(i: usize) -> String {
+    let h = mix(i as u64 ^ 0x726f_6c65);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        (h >> 32) as u32,
+        (h >> 16) as u16,
+        (h & 0xfff) as u16,
+        (h >> 4) as u16 & 0xfff,
+        mix(h) & 0xffff_ffff_ffff
+    )
+}
+
+/// Whether actor `i` is written as an M2M client.
+pub fn is_m2m(spec: &Spec, i: usize) -> bool {
+    spec.m2m_every > 0 && i % spec.m2m_every == spec.m2m_every - 1
+}
+
+/// The roles unlisted actors of `spec.defaults_issuer` hold, in order.
+pub fn default_roles(spec: &Spec) -> Vec<usize> {
+    (0..spec.roles_per_actor.min(spec.roles)).collect()
+}
+
 /// The roles actor `i` holds, in order.
 pub fn actor_roles(spec: &Spec, i: usize) -> Vec<usize> {
     if spec.roles == 0 {
@@ -164,7 +203,27 @@ pub fn generate(spec: &Spec) -> Vec<(String, String)> {
             actors_file(spec, start..end),
         ));
     }
+    if let Some(issuer) = spec.defaults_issuer {
+        files.push((format!("defaults.{ext}"), defaults_file(spec, issuer)));
+    }
     files
+}
+
+fn defaults_file(spec: &Spec, issuer: &str) -> String {
+    let roles: Vec<String> = default_roles(spec)
+        .into_iter()
+        .map(|r| format!("\"{}\"", role_id(r)))
+        .collect();
+    match spec.format {
+        Format::Yaml => format!(
+            "defaults:\n  - issuer: \"{issuer}\"\n    roles: [{}]\n",
+            roles.join(", ")
+        ),
+        Format::Json => format!(
+            "{{\"defaults\": [{{\"issuer\": \"{issuer}\", \"roles\": [{}]}}]}}\n",
+            roles.join(", ")
+        ),
+    }
 }
 
 /// One rule, written in the file's format.
@@ -278,14 +337,16 @@ fn roles_file(spec: &Spec, range: std::ops::Range<usize>) -> String {
             Format::Yaml => {
                 let _ = writeln!(
                     out,
-                    "  - name: {}\n    access_policy:\n      rule:",
-                    role_name(i)
+                    "  - name: {}\n    id: {}\n    access_policy:\n      rule:",
+                    role_name(i),
+                    role_id(i)
                 );
                 yaml_rules(&mut out, &rules, "        ");
             }
             Format::Json => entries.push(format!(
-                "  {{\"name\": \"{}\", \"access_policy\": {{\"rule\": [{}]}}}}",
+                "  {{\"name\": \"{}\", \"id\": \"{}\", \"access_policy\": {{\"rule\": [{}]}}}}",
                 role_name(i),
+                role_id(i),
                 json_rules(&rules)
             )),
         }
@@ -297,29 +358,46 @@ fn roles_file(spec: &Spec, range: std::ops::Range<usize>) -> String {
 }
 
 fn actors_file(spec: &Spec, range: std::ops::Range<usize>) -> String {
-    let mut out = String::with_capacity(range.len() * 200);
-    let mut entries = Vec::new();
+    // (actors, m2ms): YAML text, or JSON entries.
+    let (mut yaml, mut m2m_yaml) = (String::new(), String::new());
+    let (mut entries, mut m2m_entries) = (Vec::new(), Vec::new());
     for i in range {
         let mut rng = Rng::new(spec.seed ^ 0x3000_0000 ^ i as u64);
-        let roles: Vec<String> = actor_roles(spec, i).into_iter().map(role_name).collect();
+        let m2m = is_m2m(spec, i);
+        let held = actor_roles(spec, i);
         let rules: Vec<RuleText> = (0..spec.actor_rules(i))
             .map(|_| actor_rule(spec, &mut rng))
             .collect();
+        let subject = subject(i);
+        // An M2M client's subject is `<clientId>@clients`.
+        let client_id = subject.trim_end_matches("@clients");
         match spec.format {
             Format::Yaml => {
-                let _ = writeln!(
-                    out,
-                    "  - subject: \"{}\"\n    roles: [{}]",
-                    subject(i),
-                    roles.join(", ")
-                );
+                let out = if m2m { &mut m2m_yaml } else { &mut yaml };
+                if m2m {
+                    let stubs: Vec<String> = held
+                        .iter()
+                        .map(|&r| format!("{{id: {}, name: {}}}", role_id(r), role_name(r)))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  - clientId: \"{client_id}\"\n    roles: [{}]",
+                        stubs.join(", ")
+                    );
+                } else {
+                    let names: Vec<String> = held.iter().map(|&r| role_name(r)).collect();
+                    let _ = writeln!(
+                        out,
+                        "  - subject: \"{subject}\"\n    roles: [{}]",
+                        names.join(", ")
+                    );
+                }
                 if !rules.is_empty() {
                     out.push_str("    access_policy:\n      rule:\n");
-                    yaml_rules(&mut out, &rules, "        ");
+                    yaml_rules(out, &rules, "        ");
                 }
             }
             Format::Json => {
-                let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
                 let policy = if rules.is_empty() {
                     String::new()
                 } else {
@@ -328,17 +406,50 @@ fn actors_file(spec: &Spec, range: std::ops::Range<usize>) -> String {
                         json_rules(&rules)
                     )
                 };
-                entries.push(format!(
-                    "  {{\"subject\": \"{}\", \"roles\": [{}]{policy}}}",
-                    subject(i),
-                    roles.join(", ")
-                ));
+                if m2m {
+                    let stubs: Vec<String> = held
+                        .iter()
+                        .map(|&r| {
+                            format!(
+                                "{{\"id\": \"{}\", \"name\": \"{}\"}}",
+                                role_id(r),
+                                role_name(r)
+                            )
+                        })
+                        .collect();
+                    m2m_entries.push(format!(
+                        "  {{\"clientId\": \"{client_id}\", \"roles\": [{}]{policy}}}",
+                        stubs.join(", ")
+                    ));
+                } else {
+                    let names: Vec<String> = held
+                        .iter()
+                        .map(|&r| format!("\"{}\"", role_name(r)))
+                        .collect();
+                    entries.push(format!(
+                        "  {{\"subject\": \"{subject}\", \"roles\": [{}]{policy}}}",
+                        names.join(", ")
+                    ));
+                }
             }
         }
     }
     match spec.format {
-        Format::Yaml => format!("actors:\n{out}"),
-        Format::Json => format!("{{\"actors\": [\n{}\n]}}\n", entries.join(",\n")),
+        Format::Yaml => {
+            let section = |name: &str, text: String| {
+                if text.is_empty() {
+                    format!("{name}: []\n")
+                } else {
+                    format!("{name}:\n{text}")
+                }
+            };
+            section("actors", yaml) + &section("m2ms", m2m_yaml)
+        }
+        Format::Json => format!(
+            "{{\"actors\": [\n{}\n], \"m2ms\": [\n{}\n]}}\n",
+            entries.join(",\n"),
+            m2m_entries.join(",\n")
+        ),
     }
 }
 

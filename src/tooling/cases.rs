@@ -48,7 +48,7 @@ use yaml_rust2::parser::{Event, Parser};
 
 use crate::authn::{self, Named, Reading};
 use crate::config::Config;
-use crate::policy::{Decision, Effect, Origin, Rule, Set};
+use crate::policy::{Decision, Effect, Origin, Principal, RoleSource, Rule, Set, Zambda};
 use crate::store;
 
 /// The suffixes of policy test files.
@@ -632,7 +632,8 @@ impl Case {
         let principal = self.named.principal(self.issuer.as_deref());
         // Resolved against this set, so the Zambda is in its catalog; were
         // it not, the proxy would answer 404: a deny.
-        let decision = match set.zambda(&self.zambda) {
+        let zambda = set.zambda(&self.zambda);
+        let decision = match zambda {
             Some(zambda) => set.decide(&principal, zambda),
             None => Decision::IMPLICIT_DENY,
         };
@@ -648,8 +649,36 @@ impl Case {
         if let Some(rule) = &self.rule {
             expected.push_str(&format!(" by {rule}"));
         }
-        Some((expected, decision.to_string()))
+        let mut decided = decision.to_string();
+        // An unlisted actor's roles come from no line of the case: say so.
+        if let (Some(zambda), Some(rule)) = (zambda, decision.deciding) {
+            if let Some(issuer) = through_defaults(set, &principal, zambda, rule) {
+                decided.push_str(&format!(", a role held from the defaults of {issuer}"));
+            }
+        }
+        Some((expected, decided))
     }
+}
+
+/// The issuer whose defaults gave `principal` the role `rule` belongs to,
+/// when that is how it holds the role.
+fn through_defaults<'s>(
+    set: &'s Set,
+    principal: &Principal<'_>,
+    zambda: &Zambda,
+    rule: &Rule,
+) -> Option<&'s str> {
+    let Origin::Role { name } = &rule.origin else {
+        return None;
+    };
+    set.explain(principal, zambda)
+        .roles
+        .iter()
+        .find(|held| held.role.name == **name)
+        .and_then(|held| match held.source {
+            RoleSource::Default(defaults) => Some(defaults.issuer.as_str()),
+            RoleSource::Actor(_) | RoleSource::Token => None,
+        })
 }
 
 /// Checks a case against the set it runs on.

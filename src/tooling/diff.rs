@@ -1,5 +1,6 @@
-//! `zambda-guard diff OLD_DIR NEW_DIR`: every (actor or role, Zambda) pair
-//! whose decision a policy change flips, and what changed in the catalog.
+//! `zambda-guard diff OLD_DIR NEW_DIR`: every (principal, Zambda) pair —
+//! an actor, a role, or any unlisted actor of an issuer — whose decision a
+//! policy change flips, and what changed in the catalog.
 //!
 //! # What is compared
 //!
@@ -15,6 +16,19 @@
 //!   answers for [`crate::policy::Actor::principal`].
 //! - A *role*'s decision is that of a principal holding that role alone
 //!   ([`Set::decide_role`]); a role missing from a set allows nothing.
+//! - For each issuer named in either set's `defaults`, one principal "any
+//!   unlisted actor of ISSUER": a token of that issuer whose subject no
+//!   entry lists, holding that issuer's default roles
+//!   ([`Set::unlisted_policies`]; none where the set has no defaults for
+//!   it).
+//! - A subject listed in one set only is, in the other, an unlisted actor,
+//!   so it is compared with the defaults there: listing a user with an
+//!   `Inactive` role shows as newly denied. For an issuer-bound entry the
+//!   actor principal above already decides so (`decide` gives an unlisted
+//!   token its issuer's defaults). An entry without `issuer` stands for
+//!   tokens of every issuer, so for each issuer with defaults the pair
+//!   "actor S of issuer I" is compared too — unless a `…@clients` subject,
+//!   which never holds defaults.
 //!
 //! # How, without deciding every pair
 //!
@@ -63,6 +77,9 @@ pub enum Who {
         subject: String,
         issuer: Option<String>,
     },
+    /// Any actor of this issuer that no entry lists, as a token with no
+    /// roles: it holds the issuer's default roles.
+    Unlisted { issuer: String },
 }
 
 impl fmt::Display for Who {
@@ -77,6 +94,7 @@ impl fmt::Display for Who {
                 subject,
                 issuer: Some(issuer),
             } => write!(f, "actor {subject:?} of issuer {issuer:?}"),
+            Who::Unlisted { issuer } => write!(f, "any unlisted actor of issuer {issuer:?}"),
         }
     }
 }
@@ -88,6 +106,7 @@ impl Who {
             Who::Actor { subject, issuer } => {
                 json!({"kind": "actor", "subject": subject, "issuer": issuer})
             }
+            Who::Unlisted { issuer } => json!({"kind": "unlisted", "issuer": issuer}),
         }
     }
 }
@@ -221,8 +240,11 @@ impl Diff {
         let old_only = old
             .actors()
             .filter(|actor| !new_keys.contains(&(actor.subject.as_str(), actor.issuer.as_deref())));
-        for actor in new.actors().chain(old_only) {
-            let (subject, issuer) = (actor.subject.as_str(), actor.issuer.as_deref());
+        let old_keys: KeySet<(&str, Option<&str>)> = old
+            .actors()
+            .map(|actor| (actor.subject.as_str(), actor.issuer.as_deref()))
+            .collect();
+        let mut offer_actor = |subject: &'s str, issuer: Option<&'s str>| {
             let principal = Principal {
                 subject,
                 issuer,
@@ -232,6 +254,48 @@ impl Diff {
                 WhoRef::Actor(subject, issuer),
                 &mut old.held_policies(&principal),
                 &mut new.held_policies(&principal),
+            );
+        };
+        for actor in new.actors().chain(old_only) {
+            offer_actor(actor.subject.as_str(), actor.issuer.as_deref());
+        }
+
+        // Issuers with defaults in either set, each once, in file order.
+        let mut default_issuers: Vec<&'s str> = Vec::new();
+        for issuer in new.default_issuers().chain(old.default_issuers()) {
+            if !default_issuers.contains(&issuer) {
+                default_issuers.push(issuer);
+            }
+        }
+        // An entry without `issuer` in one set only: for each issuer with
+        // defaults, its tokens hold the entry's roles in that set and the
+        // defaults in the other. (Listed without `issuer` in both sets, the
+        // actor principal already covers every issuer: no defaults apply.)
+        let any_in_one_set = new
+            .actors()
+            .filter(|actor| {
+                actor.issuer.is_none() && !old_keys.contains(&(actor.subject.as_str(), None))
+            })
+            .chain(old.actors().filter(|actor| {
+                actor.issuer.is_none() && !new_keys.contains(&(actor.subject.as_str(), None))
+            }))
+            .filter(|actor| !actor.subject.ends_with("@clients"));
+        for actor in any_in_one_set {
+            let subject = actor.subject.as_str();
+            for &issuer in &default_issuers {
+                let key = (subject, Some(issuer));
+                // An entry bound to the issuer is offered above already.
+                if !new_keys.contains(&key) && !old_keys.contains(&key) {
+                    offer_actor(subject, Some(issuer));
+                }
+            }
+        }
+
+        for &issuer in &default_issuers {
+            offer(
+                WhoRef::Unlisted(issuer),
+                &mut old.unlisted_policies(issuer),
+                &mut new.unlisted_policies(issuer),
             );
         }
 
@@ -354,17 +418,17 @@ impl Diff {
                 let _ = writeln!(out, "{title}: none");
                 continue;
             }
-            let roles = listing
-                .iter()
-                .filter(|(who, _)| matches!(who, Who::Role(_)))
-                .count();
-            let _ = writeln!(
+            let (roles, actors, unlisted) = kinds(&listing);
+            let _ = write!(
                 out,
-                "{title}: {} pair(s): {} role(s), {} actor(s)",
+                "{title}: {} pair(s): {roles} role(s), {actors} actor(s)",
                 self.count(flip),
-                roles,
-                listing.len() - roles
             );
+            // Only sets with defaults have unlisted actors to speak of.
+            if unlisted > 0 {
+                let _ = write!(out, ", unlisted actors of {unlisted} issuer(s)");
+            }
+            out.push('\n');
             for (who, names) in listing {
                 let _ = writeln!(out, "  {who}: {}", names.join(", "));
             }
@@ -384,14 +448,12 @@ impl Diff {
         let c = &self.catalog;
         let side = |flip| {
             let listing = self.by_principal(flip);
-            let roles = listing
-                .iter()
-                .filter(|(who, _)| matches!(who, Who::Role(_)))
-                .count();
+            let (roles, actors, unlisted) = kinds(&listing);
             json!({
                 "pairs": self.count(flip),
                 "roles": roles,
-                "actors": listing.len() - roles,
+                "actors": actors,
+                "unlisted": unlisted,
                 "principals": listing.iter().map(|(who, names)| {
                     let mut value = who.json();
                     value["zambdas"] = json!(names);
@@ -431,11 +493,26 @@ impl Diff {
     }
 }
 
+/// How many principals of a listing are roles, actors and unlisted actors
+/// of an issuer.
+fn kinds(listing: &[(&Who, Vec<&str>)]) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    for (who, _) in listing {
+        match who {
+            Who::Role(_) => counts.0 += 1,
+            Who::Actor { .. } => counts.1 += 1,
+            Who::Unlisted { .. } => counts.2 += 1,
+        }
+    }
+    counts
+}
+
 /// A principal, borrowed from the sets while the diff is computed.
 #[derive(Debug, Clone, Copy)]
 enum WhoRef<'s> {
     Role(&'s str),
     Actor(&'s str, Option<&'s str>),
+    Unlisted(&'s str),
 }
 
 impl WhoRef<'_> {
@@ -445,6 +522,9 @@ impl WhoRef<'_> {
             WhoRef::Actor(subject, issuer) => Who::Actor {
                 subject: subject.to_owned(),
                 issuer: issuer.map(str::to_owned),
+            },
+            WhoRef::Unlisted(issuer) => Who::Unlisted {
+                issuer: issuer.to_owned(),
             },
         }
     }
