@@ -96,6 +96,13 @@ fn facts<'a>(session: &'a Session, head: Option<&'a [u8]>) -> Facts<'a> {
             .headers
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
         content_length: content_length(req),
+        // From the bytes received: pingora drops `Content-Length` from the
+        // parsed header when `Transfer-Encoding` is present too.
+        has_content_length: match head {
+            Some(head) => head_has_header(head, b"content-length"),
+            None => req.headers.contains_key(http::header::CONTENT_LENGTH),
+        },
+        transfer_encoding: values(http::header::TRANSFER_ENCODING.as_str()),
     }
 }
 
@@ -202,11 +209,15 @@ impl ProxyHttp for Guard {
                 Ok(false)
             }
             Outcome::Refuse(refusal) => {
-                // Read a small announced body first, so the connection can
-                // carry the next request; anything else closes it.
-                if refusal != Refusal::BodyTooLarge
+                if refusal.closes_connection() {
+                    // Said before the answer is written, so that it says
+                    // `Connection: close`; the body is never read.
+                    session.set_keepalive(None);
+                } else if refusal != Refusal::BodyTooLarge
                     && content_length(session.req_header()).is_some_and(|n| n <= DRAIN_LIMIT)
                 {
+                    // Read a small announced body first, so the connection
+                    // can carry the next request; anything else closes it.
                     session.drain_request_body().await?;
                 }
                 self.respond(session, ctx, &refusal).await?;
@@ -424,6 +435,9 @@ impl ProxyHttp for Guard {
             ctx.record = Some(Record::refused(&refusal));
         }
         if session.response_written().is_none() {
+            // The connection is not reused after this (see below): the
+            // answer must not announce it as kept alive.
+            session.set_keepalive(None);
             if ctx.request_id.is_empty() {
                 let req = session.req_header();
                 ctx.request_id = gate::request_id(
@@ -518,6 +532,16 @@ fn request_line_target(head: &[u8]) -> Option<&[u8]> {
     Some(&line[start..start + len])
 }
 
+/// Whether an HTTP/1 request head has a header of this (lower-case) name.
+/// The parser has already refused malformed header lines, so a line's name
+/// is what comes before its first colon.
+fn head_has_header(head: &[u8], name: &[u8]) -> bool {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(|line| line.iter().position(|&b| b == b':').map(|at| &line[..at]))
+        .any(|found| found.eq_ignore_ascii_case(name))
+}
+
 fn content_length(req: &RequestHeader) -> Option<u64> {
     req.headers
         .get(http::header::CONTENT_LENGTH)
@@ -537,5 +561,16 @@ mod tests {
             Some(&b"/v1/zambda/a/execute#frag"[..])
         );
         assert_eq!(request_line_target(b"GET\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn head_has_header_reads_names_only() {
+        let head = b"POST /content-length: HTTP/1.1\r\nHost: x\r\nX-Note: content-length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert!(head_has_header(head, b"content-length"));
+        assert!(head_has_header(head, b"x-note"));
+        assert!(!head_has_header(head, b"transfer-encoding"));
+        let head = b"POST / HTTP/1.1\nHost: x\nX-Note: content-length: 1\n\n";
+        assert!(!head_has_header(head, b"content-length"));
+        assert!(head_has_header(head, b"host"));
     }
 }

@@ -88,6 +88,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
             None => session.set_keepalive(Some(self.read_timeout.as_secs().max(1))),
         }
         session.set_read_timeout(Some(self.read_timeout));
+        // Pipelined requests (RFC 9112 §9.3.2) are served one after the
+        // other, in order, each judged on its own; without this, pingora
+        // answers the first and drops the rest. The setting is carried to
+        // each later request of the connection, and is a no-op on HTTP/2.
+        session.set_pipelining_enabled(true);
         let _in_flight = self.state.begin_request();
         self.inner.process_new_http(session, shutdown).await
     }

@@ -17,6 +17,7 @@
 //! label, headers and body; `headers.rs` the header rules that do not
 //! depend on the decision; `record.rs` the metrics and the decision line.
 
+mod framing;
 mod headers;
 mod outcome;
 pub mod record;
@@ -103,6 +104,10 @@ pub struct Facts<'a> {
     pub preflight_method: bool,
     /// The announced body length (`Content-Length`).
     pub content_length: Option<u64>,
+    /// A `Content-Length` header was sent, whatever its value.
+    pub has_content_length: bool,
+    /// Every `Transfer-Encoding` value (HTTP/1 only; HTTP/2 has none).
+    pub transfer_encoding: Values<'a>,
 }
 
 /// The outcome and what the metrics and the decision log need of it.
@@ -147,6 +152,11 @@ impl Gate {
     /// The checks themselves; `record` gathers what was learned on the way.
     async fn checks(&self, facts: &Facts<'_>, record: &mut record::Learned) -> Outcome {
         let config = &self.state.config;
+
+        // 0. the framing: a body whose end is in doubt is not judged at all
+        if let Some(refusal) = framing::check(&facts.transfer_encoding, facts.has_content_length) {
+            return Outcome::Refuse(refusal);
+        }
 
         // 1. the target, screened and parsed once, from the bytes received
         let target = match route::parse(facts.target, &config.route_prefix) {

@@ -75,6 +75,12 @@ impl Pass {
 /// its body or its upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// A `Transfer-Encoding` other than exactly one `chunked` (501); the
+    /// connection is closed.
+    TransferCoding,
+    /// Both `Content-Length` and `Transfer-Encoding` (400, RFC 9112 §6.1);
+    /// the connection is closed.
+    LengthAndCoding,
     /// The target failed the screen or matched no route (400, 414, 404).
     Target(route::Reject),
     /// A route with another method (405).
@@ -115,6 +121,8 @@ impl Refusal {
     /// The HTTP status of the answer.
     pub fn status(&self) -> u16 {
         match self {
+            Refusal::TransferCoding => 501,
+            Refusal::LengthAndCoding => 400,
             Refusal::Target(reject) => reject.status(),
             Refusal::Method => 405,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => 401,
@@ -135,7 +143,11 @@ impl Refusal {
     pub fn label(&self) -> Label {
         match self {
             Refusal::Target(route::Reject::NoRoute) | Refusal::UnknownZambda => Label::NotFound,
-            Refusal::Target(_) | Refusal::BodyTooLarge | Refusal::BadRequest => Label::BadRequest,
+            Refusal::TransferCoding
+            | Refusal::LengthAndCoding
+            | Refusal::Target(_)
+            | Refusal::BodyTooLarge
+            | Refusal::BadRequest => Label::BadRequest,
             Refusal::Method => Label::MethodNotAllowed,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => Label::Unauthenticated,
             Refusal::RateLimited => Label::RateLimited,
@@ -152,6 +164,8 @@ impl Refusal {
     /// The `message` of the JSON body; never any part of a token.
     pub fn message(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
+            Refusal::TransferCoding => "transfer-encoding other than chunked is not supported",
+            Refusal::LengthAndCoding => "content-length and transfer-encoding together",
             Refusal::Target(reject) => reject.message(),
             Refusal::Method => "method not allowed",
             Refusal::ProjectId { why, .. } | Refusal::Unauthenticated { why, .. } => why,
@@ -171,6 +185,13 @@ impl Refusal {
             Refusal::BadRequest => "bad request",
             Refusal::Internal(_) => "internal error",
         })
+    }
+
+    /// True when the connection must be closed after this answer: where
+    /// the request's body ends is in doubt, so nothing after it can be read
+    /// as a request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Refusal::TransferCoding | Refusal::LengthAndCoding)
     }
 
     /// `{"message": ..., "code": ..., "request_id": ...}`, the shape the

@@ -86,6 +86,7 @@ struct Req {
     origin: Option<String>,
     preflight: bool,
     length: Option<u64>,
+    transfer_encoding: Vec<String>,
 }
 
 fn post(target: &str) -> Req {
@@ -115,6 +116,10 @@ impl Req {
         self.length = Some(n);
         self
     }
+    fn coding(mut self, te: &str) -> Self {
+        self.transfer_encoding.push(te.to_string());
+        self
+    }
 }
 
 /// What the test expects: the status (with the forward's path for 2xx).
@@ -139,6 +144,8 @@ async fn decide(gate: &Gate, r: &Req) -> Decided {
         origin: r.origin.as_deref(),
         preflight_method: r.preflight,
         content_length: r.length,
+        has_content_length: r.length.is_some(),
+        transfer_encoding: bytes(&r.transfer_encoding),
     };
     gate.decide(&facts).await
 }
@@ -208,6 +215,45 @@ async fn each_check_answers_in_the_order_of_spec_section_1() {
                 Want::Forward {
                     path: "/v1/zambda/open/execute-public",
                     label: Public,
+                },
+            ),
+            // 0. framing, before everything else
+            (
+                "chunked twice, on a bad path, without a token",
+                post("/v1/zambda/../alpha/execute").coding("chunked, chunked"),
+                Want::Refuse(501, BadRequest),
+            ),
+            (
+                "identity then chunked",
+                post("/v1/zambda/alpha/execute")
+                    .as_("alice")
+                    .coding("identity, chunked"),
+                Want::Refuse(501, BadRequest),
+            ),
+            (
+                "chunked in two headers",
+                post("/v1/zambda/alpha/execute")
+                    .as_("alice")
+                    .coding("chunked")
+                    .coding("chunked"),
+                Want::Refuse(501, BadRequest),
+            ),
+            (
+                "chunked with a content-length, on a bad path",
+                post("/v1/zambda/../alpha/execute")
+                    .as_("alice")
+                    .coding("chunked")
+                    .length(2),
+                Want::Refuse(400, BadRequest),
+            ),
+            (
+                "one chunked, any case",
+                post("/v1/zambda/alpha/execute")
+                    .as_("alice")
+                    .coding("Chunked"),
+                Want::Forward {
+                    path: "/v1/zambda/alpha/execute",
+                    label: Allow,
                 },
             ),
             // 1. target
@@ -547,6 +593,18 @@ async fn cors_preflights_are_answered_only_when_configured() {
 fn the_refusal_table() {
     use route::Reject;
     let cases: Vec<(Refusal, u16, Label, &str)> = vec![
+        (
+            Refusal::TransferCoding,
+            501,
+            Label::BadRequest,
+            "transfer-encoding other than chunked is not supported",
+        ),
+        (
+            Refusal::LengthAndCoding,
+            400,
+            Label::BadRequest,
+            "content-length and transfer-encoding together",
+        ),
         (
             Refusal::Target(Reject::Malformed("dot segment")),
             400,

@@ -103,6 +103,11 @@ async fn pipelined_requests_with_a_denied_one_between_allowed_ones() {
 }
 
 #[tokio::test]
+async fn a_pipeline_mixes_identities_refusals_and_bad_framing() {
+    connection::a_pipeline_mixes_identities_refusals_and_bad_framing().await;
+}
+
+#[tokio::test]
 async fn keep_alive_requests_with_a_denied_one_between_allowed_ones() {
     connection::keep_alive_requests_with_a_denied_one_between_allowed_ones().await;
 }
