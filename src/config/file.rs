@@ -82,11 +82,29 @@ fn default_health_interval() -> u64 {
     5
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct FileRateLimits {
     pub(super) per_actor_per_second: Option<u64>,
     pub(super) per_client_per_second: Option<u64>,
+    pub(super) burst: Option<u64>,
+    #[serde(default = "default_rate_limit_keys")]
+    pub(super) max_keys: usize,
+}
+
+fn default_rate_limit_keys() -> usize {
+    100_000
+}
+
+impl Default for FileRateLimits {
+    fn default() -> Self {
+        FileRateLimits {
+            per_actor_per_second: None,
+            per_client_per_second: None,
+            burst: None,
+            max_keys: default_rate_limit_keys(),
+        }
+    }
 }
 
 fn default_listen() -> String {

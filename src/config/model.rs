@@ -67,10 +67,25 @@ pub struct HealthCheck {
 
 /// Requests per second allowed, per actor on `execute` and per client
 /// address on `execute-public`; `None` = unlimited.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
     pub per_actor_per_second: Option<u64>,
     pub per_client_per_second: Option<u64>,
+    /// Requests let through at once; `None` = each limit's per-second rate.
+    pub burst: Option<u64>,
+    /// Keys (actors, client addresses) each limit remembers at most.
+    pub max_keys: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_actor_per_second: None,
+            per_client_per_second: None,
+            burst: None,
+            max_keys: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -130,6 +130,15 @@ impl Validator<'_> {
                 self.problem(key, "must be at least 1 (or null for no limit)");
             }
         }
+        if f.rate_limits.burst == Some(0) {
+            self.problem(
+                "rate_limits.burst",
+                "must be at least 1 (or null for the per-second rate)",
+            );
+        }
+        if f.rate_limits.max_keys == 0 {
+            self.problem("rate_limits.max_keys", "must be at least 1");
+        }
         let tls = f.tls.and_then(|t| self.tls(t));
         Config {
             source: PathBuf::from(self.name),
@@ -153,6 +162,8 @@ impl Validator<'_> {
             rate_limits: RateLimits {
                 per_actor_per_second: f.rate_limits.per_actor_per_second,
                 per_client_per_second: f.rate_limits.per_client_per_second,
+                burst: f.rate_limits.burst,
+                max_keys: f.rate_limits.max_keys,
             },
             tls,
         }

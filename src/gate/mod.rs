@@ -122,16 +122,21 @@ pub struct Gate {
     state: Arc<State>,
     /// Requests per second per actor (execute) and per client address
     /// (execute-public), when limits are configured.
-    actor_rate: Option<Limiter>,
-    client_rate: Option<Limiter>,
+    actor_rate: Option<Limiter<(Arc<str>, String)>>,
+    client_rate: Option<Limiter<Option<IpAddr>>>,
 }
 
 impl Gate {
     pub fn new(state: Arc<State>) -> Self {
         let limits = state.config.rate_limits;
+        let burst = |rate: u64| limits.burst.unwrap_or(rate);
         Gate {
-            actor_rate: limits.per_actor_per_second.map(Limiter::per_second),
-            client_rate: limits.per_client_per_second.map(Limiter::per_second),
+            actor_rate: limits
+                .per_actor_per_second
+                .map(|rate| Limiter::new(rate, burst(rate), limits.max_keys)),
+            client_rate: limits
+                .per_client_per_second
+                .map(|rate| Limiter::new(rate, burst(rate), limits.max_keys)),
             state,
         }
     }
@@ -186,13 +191,14 @@ impl Gate {
         }
 
         // per client address on the public route (SPEC §7)
-        if target.route == Route::ExecutePublic
-            && self
-                .client_rate
-                .as_ref()
-                .is_some_and(|limit| limit.exceeded(&facts.client))
-        {
-            return Outcome::Refuse(Refusal::RateLimited);
+        if target.route == Route::ExecutePublic {
+            if let Some(limit) = &self.client_rate {
+                if let Err(wait) = limit.check(crate::limit::client_key(facts.client)) {
+                    return Outcome::Refuse(Refusal::RateLimited {
+                        retry_after: crate::limit::retry_after_seconds(wait),
+                    });
+                }
+            }
         }
 
         // 4. a policy set; this one set decides the whole request
@@ -211,13 +217,13 @@ impl Gate {
         };
         if let Some(identity) = &identity {
             record.actor = Some(identity.subject.clone());
-            let key = (&*identity.issuer, identity.subject.as_str());
-            if self
-                .actor_rate
-                .as_ref()
-                .is_some_and(|limit| limit.exceeded(&key))
-            {
-                return Outcome::Refuse(Refusal::RateLimited);
+            if let Some(limit) = &self.actor_rate {
+                let key = (identity.issuer.clone(), identity.subject.clone());
+                if let Err(wait) = limit.check(key) {
+                    return Outcome::Refuse(Refusal::RateLimited {
+                        retry_after: crate::limit::retry_after_seconds(wait),
+                    });
+                }
             }
         }
 

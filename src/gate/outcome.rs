@@ -87,8 +87,9 @@ pub enum Refusal {
     Method,
     /// A project-id header that differs, or two that disagree (401).
     ProjectId { route: Route, why: &'static str },
-    /// A rate limit was exceeded (429).
-    RateLimited,
+    /// A rate limit was exceeded (429); the next request of the same key
+    /// passes in `retry_after` seconds.
+    RateLimited { retry_after: u64 },
     /// No policy set loaded yet (503).
     NoPolicies,
     /// No token, or a token that failed a check (401).
@@ -126,7 +127,7 @@ impl Refusal {
             Refusal::Target(reject) => reject.status(),
             Refusal::Method => 405,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => 401,
-            Refusal::RateLimited => 429,
+            Refusal::RateLimited { .. } => 429,
             Refusal::NoPolicies | Refusal::KeysUnavailable | Refusal::NoHealthyUpstream => 503,
             Refusal::UnknownZambda => 404,
             Refusal::Denied { .. } => 403,
@@ -150,7 +151,7 @@ impl Refusal {
             | Refusal::BadRequest => Label::BadRequest,
             Refusal::Method => Label::MethodNotAllowed,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => Label::Unauthenticated,
-            Refusal::RateLimited => Label::RateLimited,
+            Refusal::RateLimited { .. } => Label::RateLimited,
             Refusal::NoPolicies
             | Refusal::KeysUnavailable
             | Refusal::NoHealthyUpstream
@@ -169,7 +170,7 @@ impl Refusal {
             Refusal::Target(reject) => reject.message(),
             Refusal::Method => "method not allowed",
             Refusal::ProjectId { why, .. } | Refusal::Unauthenticated { why, .. } => why,
-            Refusal::RateLimited => "rate limit exceeded",
+            Refusal::RateLimited { .. } => "rate limit exceeded",
             Refusal::NoPolicies => "policies not loaded yet",
             Refusal::KeysUnavailable => "signing keys not available yet",
             Refusal::UnknownZambda => "zambda not found",
@@ -218,7 +219,10 @@ impl Refusal {
         } else {
             "POST"
         }));
-        let retry = matches!(self, Refusal::RateLimited).then_some(Cow::Borrowed("1"));
+        let retry = match self {
+            Refusal::RateLimited { retry_after } => Some(Cow::Owned(retry_after.to_string())),
+            _ => None,
+        };
         [
             challenge.map(|v| ("www-authenticate", v)),
             allow.map(|v| ("allow", v)),

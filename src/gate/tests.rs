@@ -639,7 +639,7 @@ fn the_refusal_table() {
             "project id does not match",
         ),
         (
-            Refusal::RateLimited,
+            Refusal::RateLimited { retry_after: 3 },
             429,
             Label::RateLimited,
             "rate limit exceeded",
@@ -767,7 +767,10 @@ fn refusal_headers() {
     .is_empty());
     assert_eq!(headers(Refusal::Method, false), ["allow: POST"]);
     assert_eq!(headers(Refusal::Method, true), ["allow: POST, OPTIONS"]);
-    assert_eq!(headers(Refusal::RateLimited, false), ["retry-after: 1"]);
+    assert_eq!(
+        headers(Refusal::RateLimited { retry_after: 7 }, false),
+        ["retry-after: 7"]
+    );
     assert!(headers(Refusal::Denied { zambda: "x".into() }, false).is_empty());
 }
 
