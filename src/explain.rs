@@ -281,6 +281,7 @@ pub fn check_warnings(config: &Config, loaded: &policy::Loaded) -> Vec<String> {
         }
     }
     warnings.extend(crate::tls::warnings(config));
+    warnings.extend(config.warnings());
     warnings
 }
 

@@ -35,6 +35,7 @@
 
 pub mod admin;
 pub mod authn;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;

@@ -26,6 +26,27 @@ use crate::gate::record::Answer;
 use crate::gate::{self, Facts, Forward, Gate, Outcome, Record, Refusal, Values};
 use crate::state::State;
 
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// A trusted peer's `X-Forwarded-Proto`, when it sent exactly one that is
+/// `http` or `https` (in any case).
+fn forwarded_proto<'a>(
+    mut values: impl Iterator<Item = &'a http::HeaderValue>,
+) -> Option<&'static str> {
+    let (Some(one), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let one = one.as_bytes().trim_ascii();
+    if one.eq_ignore_ascii_case(b"https") {
+        Some("https")
+    } else if one.eq_ignore_ascii_case(b"http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
 /// Refused requests with a body up to this size keep their connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
 
@@ -69,8 +90,20 @@ pub struct Ctx {
     cors_origin: Option<String>,
 }
 
+/// The socket peer's address (IPv4-mapped IPv6 read as IPv4).
+fn peer(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_canonical())
+}
+
 /// The facts of a request, read off its header.
-fn facts<'a>(session: &'a Session, head: Option<&'a [u8]>) -> Facts<'a> {
+fn facts<'a>(
+    session: &'a Session,
+    head: Option<&'a [u8]>,
+    trusted: &crate::client::Trusted,
+) -> Facts<'a> {
     let req = session.req_header();
     let values = |name| Values::gather(req.headers.get_all(name).iter().map(|v| v.as_bytes()));
     // The bytes on the wire where there are some (HTTP/1): pingora's parsed
@@ -82,10 +115,16 @@ fn facts<'a>(session: &'a Session, head: Option<&'a [u8]>) -> Facts<'a> {
     Facts {
         method: &req.method,
         target,
-        client: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
+        // Behind a trusted load balancer, the address it speaks for.
+        client: peer(session).map(|peer| {
+            let forwarded: Vec<&[u8]> = req
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            trusted.client(peer, &forwarded)
+        }),
         authorization: values(http::header::AUTHORIZATION.as_str()),
         project_ids: values(gate::PROJECT_ID_HEADERS[0]).chain(values(gate::PROJECT_ID_HEADERS[1])),
         origin: req
@@ -192,7 +231,11 @@ impl ProxyHttp for Guard {
                 .map(String::from);
         }
         let head = raw_request_head(session);
-        let decided = self.gate.decide(&facts(session, head.as_deref())).await;
+        let trusted = &self.state().config.trusted_proxies;
+        let decided = self
+            .gate
+            .decide(&facts(session, head.as_deref(), trusted))
+            .await;
         ctx.record = Some(decided.record);
         match decided.outcome {
             Outcome::Forward(forward) => {
@@ -331,26 +374,34 @@ impl ProxyHttp for Guard {
         }
         up.insert_header(gate::REQUEST_ID, ctx.request_id.as_str())?;
 
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        // The chain goes on with the socket peer, not the client the walk
+        // found: the backend sees every hop, as Envoy and HAProxy send it.
+        let peer = peer(session);
         let received = up
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes());
-        let forwarded_for = gate::forwarded_for(received, client);
+        let forwarded_for = gate::forwarded_for(received, peer);
         if let Some(xff) = forwarded_for {
-            up.insert_header("x-forwarded-for", xff)?;
+            up.insert_header(X_FORWARDED_FOR, xff)?;
         }
-        // The proxy listener is HTTPS exactly when `tls` is configured.
-        let proto = if self.state().config.tls.is_some() {
+        // A trusted load balancer knows the scheme its client used; anyone
+        // else gets the scheme of this listener, which is HTTPS exactly
+        // when `tls` is configured.
+        let config = &self.state().config;
+        let own = if config.tls.is_some() {
             "https"
         } else {
             "http"
         };
-        up.insert_header("x-forwarded-proto", proto)?;
+        let proto = match peer {
+            Some(peer) if config.trusted_proxies.contains(peer) => {
+                forwarded_proto(up.headers.get_all(X_FORWARDED_PROTO).iter()).unwrap_or(own)
+            }
+            _ => own,
+        };
+        up.insert_header(X_FORWARDED_PROTO, proto)?;
         Ok(())
     }
 

@@ -55,7 +55,10 @@ pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    for w in crate::tls::warnings(&state.config) {
+    for w in crate::tls::warnings(&state.config)
+        .into_iter()
+        .chain(state.config.warnings())
+    {
         tracing::warn!("{w}");
     }
     Ok(state)

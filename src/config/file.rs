@@ -47,6 +47,8 @@ pub(super) struct File {
     pub(super) rate_limits: FileRateLimits,
     #[serde(default)]
     pub(super) tls: Option<FileTls>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,6 +39,25 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// HTTPS on `listen` (SPEC §7); `None` = plain HTTP, the sidecar default.
     pub tls: Option<Tls>,
+    /// Peers whose `X-Forwarded-For` is believed (SPEC §1); empty = none.
+    pub trusted_proxies: crate::client::Trusted,
+}
+
+impl Config {
+    /// What `check` and the start warn about in this config.
+    pub fn warnings(&self) -> Vec<String> {
+        self.trusted_proxies
+            .blocks()
+            .iter()
+            .filter(|block| block.is_everything())
+            .map(|block| {
+                format!(
+                    "{}: trusted_proxies: {block} trusts every peer: any client can choose the address that rate limits and logs use",
+                    self.source.display()
+                )
+            })
+            .collect()
+    }
 }
 
 /// The certificate served on `listen`: its files, and the pair they held

@@ -140,6 +140,13 @@ impl Validator<'_> {
             self.problem("rate_limits.max_keys", "must be at least 1");
         }
         let tls = f.tls.and_then(|t| self.tls(t));
+        let mut trusted = Vec::new();
+        for (i, text) in f.trusted_proxies.iter().enumerate() {
+            match crate::client::Cidr::parse(text.trim()) {
+                Ok(block) => trusted.push(block),
+                Err(why) => self.problem(&format!("trusted_proxies[{i}]"), why),
+            }
+        }
         Config {
             source: PathBuf::from(self.name),
             listen,
@@ -166,6 +173,7 @@ impl Validator<'_> {
                 max_keys: f.rate_limits.max_keys,
             },
             tls,
+            trusted_proxies: crate::client::Trusted::new(trusted),
         }
     }
 

@@ -36,6 +36,7 @@ mod common;
 
 mod connection;
 mod driver;
+mod forwarded;
 mod framing;
 mod h2_codec;
 mod h2_tricks;
@@ -110,6 +111,11 @@ async fn a_pipeline_mixes_identities_refusals_and_bad_framing() {
 #[tokio::test]
 async fn keep_alive_requests_with_a_denied_one_between_allowed_ones() {
     connection::keep_alive_requests_with_a_denied_one_between_allowed_ones().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_peers() {
+    forwarded::forwarded_for_is_believed_only_from_trusted_peers().await;
 }
 
 #[tokio::test]
