@@ -217,14 +217,22 @@ fn default_jwks_min_refetch() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct FilePolicies {
-    pub(super) dir: PathBuf,
+    pub(super) dir: FileDirs,
     pub(super) watch: bool,
+}
+
+/// `policies.dir`: one directory, or a list merged into one set.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileDirs {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
 }
 
 impl Default for FilePolicies {
     fn default() -> Self {
         FilePolicies {
-            dir: PathBuf::from("policies"),
+            dir: FileDirs::One(PathBuf::from("policies")),
             watch: true,
         }
     }

@@ -402,7 +402,11 @@ impl fmt::Display for ClaimPath {
 
 #[derive(Debug, Clone)]
 pub struct Policies {
+    /// The first (or only) directory of `dirs`, for messages.
     pub dir: PathBuf,
+    /// Every policy directory, in the order given; never empty. Their
+    /// files are loaded as one set.
+    pub dirs: Vec<PathBuf>,
     pub watch: bool,
 }
 

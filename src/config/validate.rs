@@ -7,7 +7,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{File, FileAuth, FileCors, FileIssuer, FileNamedUpstream, FileTls, FileUpstream};
+use super::file::{
+    File, FileAuth, FileCors, FileDirs, FileIssuer, FileNamedUpstream, FileTls, FileUpstream,
+};
 use super::model::*;
 use super::Error;
 
@@ -81,8 +83,19 @@ impl Validator<'_> {
         }
         let upstream = self.upstream(f.upstream);
         let auth = self.auth(f.auth);
+        let dirs: Vec<PathBuf> = match &f.policies.dir {
+            FileDirs::One(dir) => vec![self.path(dir)],
+            FileDirs::Many(dirs) => dirs.iter().map(|d| self.path(d)).collect(),
+        };
+        if dirs.is_empty() {
+            self.problem("policies.dir", "list at least one directory");
+        }
         let policies = Policies {
-            dir: self.path(&f.policies.dir),
+            dir: dirs
+                .first()
+                .cloned()
+                .unwrap_or_else(|| self.path(Path::new("policies"))),
+            dirs,
             watch: f.policies.watch,
         };
         if f.limits.downstream_idle_timeout_seconds == 0 {
