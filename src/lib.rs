@@ -39,6 +39,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod echo;
 pub mod explain;
 pub mod gate;

@@ -83,8 +83,10 @@ pub struct Ctx {
     forward: Option<Forward>,
     /// The named upstream of `forward`, when it has one.
     balancer: Option<Arc<Balancer>>,
-    /// Connection attempts so far (failover across a named upstream).
+    /// Connection attempts so far (failover to the next address).
     attempts: usize,
+    /// Where this request starts in the default upstream's addresses.
+    start: Option<usize>,
     body_bytes: u64,
     /// Set when `cors` is configured and the request has an `Origin`.
     cors_origin: Option<String>,
@@ -199,6 +201,7 @@ impl ProxyHttp for Guard {
             forward: None,
             balancer: None,
             attempts: 0,
+            start: None,
             body_bytes: 0,
             cors_origin: None,
         }
@@ -315,7 +318,21 @@ impl ProxyHttp for Guard {
                 }
             },
             None => {
-                let mut peer = HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone());
+                // Round robin over every address the name stands for now;
+                // a retry (the connection could not be made) takes the next.
+                let addresses = upstream.address.addresses();
+                let start = *ctx
+                    .start
+                    .get_or_insert_with(|| upstream.address.next_start());
+                let Some(&address) =
+                    addresses.get((start + ctx.attempts - 1) % addresses.len().max(1))
+                else {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(502),
+                        "upstream has no address",
+                    ));
+                };
+                let mut peer = HttpPeer::new(address, upstream.tls, upstream.sni.clone());
                 crate::tls::configure_peer(&mut peer, upstream);
                 peer
             }
@@ -447,8 +464,9 @@ impl ProxyHttp for Guard {
         Ok(())
     }
 
-    /// A named upstream fails over to its next address when a connection
-    /// cannot be made (nothing was sent, so retrying a POST is safe).
+    /// An upstream with several addresses fails over to its next address
+    /// when a connection cannot be made (nothing was sent, so retrying a
+    /// POST is safe), until each was tried once.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -456,10 +474,11 @@ impl ProxyHttp for Guard {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(balancer) = &ctx.balancer {
-            let addresses = balancer.backends().get_backend().len();
-            e.set_retry(ctx.attempts < addresses);
-        }
+        let addresses = match &ctx.balancer {
+            Some(balancer) => balancer.backends().get_backend().len(),
+            None => self.state().config.upstream.address.addresses().len(),
+        };
+        e.set_retry(ctx.attempts < addresses);
         e
     }
 

@@ -44,11 +44,19 @@ pub enum StartError {
     Keys(#[from] crate::authn::Error),
     #[error("invalid policies:\n{0}")]
     Policies(#[from] crate::policy::LoadErrors),
+    #[error("upstream.address: {0}")]
+    Upstream(String),
 }
 
 /// Builds the shared state: key sources that are files read, the policy
 /// directory loaded (generation 1).
 pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
+    // A host name is looked up once before anything starts (SPEC §7).
+    config
+        .upstream
+        .address
+        .resolve()
+        .map_err(StartError::Upstream)?;
     let auth = Authenticator::new(&config.auth)?;
     let state = Arc::new(State::new(config, auth));
     let warnings = state.policies.start(&state.config, &state.metrics)?;
@@ -153,6 +161,29 @@ impl BackgroundService for KeyRefresh {
     }
 }
 
+/// Looks the upstream's host name up again every `dns_refresh_seconds`;
+/// requests keep using the last addresses meanwhile, and after a failed
+/// lookup.
+struct DnsRefresh {
+    address: Arc<crate::dns::Address>,
+    every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for DnsRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(self.every) => {}
+            }
+            if let Err(why) = self.address.refresh().await {
+                tracing::warn!("{why}");
+            }
+        }
+    }
+}
+
 /// Builds the pingora server for `state`; `upgrade` takes the listening
 /// sockets over from a running instance (SIGQUIT hand-over).
 pub fn build(state: Arc<State>, upgrade: bool) -> Server {
@@ -244,6 +275,17 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(refresh);
+    if config.upstream.address.is_name() {
+        let mut dns = background_service(
+            "zambda-guard upstream dns",
+            DnsRefresh {
+                address: config.upstream.address.clone(),
+                every: config.upstream.dns_refresh,
+            },
+        );
+        dns.threads = Some(1);
+        server.add_service(dns);
+    }
     for mut check in health_checks {
         check.threads = Some(1);
         server.add_service(check);

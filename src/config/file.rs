@@ -130,6 +130,7 @@ pub(super) struct FileUpstream {
     pub(super) path_template: Option<String>,
     pub(super) connect_timeout_ms: u64,
     pub(super) read_timeout_ms: u64,
+    pub(super) dns_refresh_seconds: u64,
 }
 
 impl Default for FileUpstream {
@@ -143,6 +144,7 @@ impl Default for FileUpstream {
             path_template: None,
             connect_timeout_ms: 1000,
             read_timeout_ms: 30_000,
+            dns_refresh_seconds: 30,
         }
     }
 }

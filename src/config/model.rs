@@ -117,7 +117,9 @@ pub enum Enforcement {
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub address: SocketAddr,
+    /// An IP literal, or a host name resolved at start and every
+    /// `dns_refresh` after (SPEC §7); shared with the background refresh.
+    pub address: std::sync::Arc<crate::dns::Address>,
     /// The address as written, for messages.
     pub address_text: String,
     pub tls: bool,
@@ -131,6 +133,7 @@ pub struct Upstream {
     pub path_template: Option<PathTemplate>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub dns_refresh: Duration,
 }
 
 /// A validated `upstream.path_template`: literal text and the placeholders

@@ -29,7 +29,11 @@ fn defaults_follow_the_spec() {
     assert_eq!(c.admin_listen, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(c.route_prefix, "/v1");
     assert_eq!(c.enforcement, Enforcement::Enforce);
-    assert_eq!(c.upstream.address, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(
+        *c.upstream.address.addresses(),
+        ["127.0.0.1:3000".parse().unwrap()]
+    );
+    assert_eq!(c.upstream.dns_refresh, Duration::from_secs(30));
     assert_eq!(c.upstream.connect_timeout, Duration::from_millis(1000));
     assert_eq!(c.upstream.read_timeout, Duration::from_millis(30_000));
     assert_eq!(c.auth.leeway_seconds, 30);

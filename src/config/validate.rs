@@ -270,7 +270,18 @@ impl Validator<'_> {
     }
 
     fn upstream(&mut self, u: FileUpstream) -> Upstream {
-        let address = self.socket("upstream.address", &u.address);
+        // Parsed, not resolved: `check` does no lookups; `run` resolves a
+        // name at start (SPEC §7).
+        let address = match crate::dns::Address::parse(&u.address) {
+            Ok(address) => address,
+            Err(why) => {
+                self.problem("upstream.address", why);
+                crate::dns::Address::fixed(SocketAddr::from(([127, 0, 0, 1], 0)))
+            }
+        };
+        if u.dns_refresh_seconds == 0 {
+            self.problem("upstream.dns_refresh_seconds", "must be at least 1");
+        }
         let sni = u.sni.unwrap_or_else(|| {
             u.address
                 .rsplit_once(':')
@@ -330,7 +341,7 @@ impl Validator<'_> {
             self.problem("upstream.read_timeout_ms", "must be at least 1");
         }
         Upstream {
-            address,
+            address: std::sync::Arc::new(address),
             address_text: u.address,
             tls: u.tls,
             sni,
@@ -339,6 +350,7 @@ impl Validator<'_> {
             path_template,
             connect_timeout: Duration::from_millis(u.connect_timeout_ms),
             read_timeout: Duration::from_millis(u.read_timeout_ms),
+            dns_refresh: Duration::from_secs(u.dns_refresh_seconds.max(1)),
         }
     }
 
