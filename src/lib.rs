@@ -55,6 +55,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod tooling;
+pub mod upstreams;
 
 /// The crate version, as `--version` and the metrics report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,8 +15,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
@@ -50,8 +48,7 @@ fn forwarded_proto<'a>(
 /// Refused requests with a body up to this size keep their connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
 
-/// A named upstream: round robin over its healthy addresses.
-pub type Balancer = LoadBalancer<RoundRobin>;
+pub use crate::upstreams::Balancer;
 
 /// The proxy; one per server, shared by every request.
 pub struct Guard {

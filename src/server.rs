@@ -32,7 +32,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::admin::Admin;
 use crate::authn::Authenticator;
 use crate::config::Config;
-use crate::proxy::{Balancer, Guard};
+use crate::proxy::Guard;
 use crate::state::State;
 use pingora::lb::health_check::HttpHealthCheck;
 use std::collections::HashMap;
@@ -44,19 +44,26 @@ pub enum StartError {
     Keys(#[from] crate::authn::Error),
     #[error("invalid policies:\n{0}")]
     Policies(#[from] crate::policy::LoadErrors),
-    #[error("upstream.address: {0}")]
+    #[error("{0}")]
     Upstream(String),
 }
 
 /// Builds the shared state: key sources that are files read, the policy
 /// directory loaded (generation 1).
 pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
-    // A host name is looked up once before anything starts (SPEC §7).
+    // Host names are looked up once before anything starts (SPEC §7).
     config
         .upstream
         .address
         .resolve()
-        .map_err(StartError::Upstream)?;
+        .map_err(|e| StartError::Upstream(format!("upstream.address: {e}")))?;
+    for (name, named) in &config.upstreams {
+        for address in &named.addresses {
+            address
+                .resolve()
+                .map_err(|e| StartError::Upstream(format!("upstreams.{name}.addresses: {e}")))?;
+        }
+    }
     let auth = Authenticator::new(&config.auth)?;
     let state = Arc::new(State::new(config, auth));
     let warnings = state.policies.start(&state.config, &state.metrics)?;
@@ -211,13 +218,8 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     let mut balancers = HashMap::new();
     let mut health_checks = Vec::new();
     for (name, named) in &config.upstreams {
-        let mut balancer = match Balancer::try_from_iter(named.addresses.iter().copied()) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!("upstream {name}: {e}");
-                continue;
-            }
-        };
+        let (mut balancer, has_names) =
+            crate::upstreams::balancer(&named.addresses, config.upstream.dns_refresh);
         if let Some(hc) = &named.health_check {
             let mut check = HttpHealthCheck::new("localhost", false);
             if let Ok(req) = pingora::http::RequestHeader::build("GET", hc.path.as_bytes(), None) {
@@ -227,7 +229,11 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
             check.peer_template.options.read_timeout = Some(config.upstream.connect_timeout);
             balancer.set_health_check(Box::new(check));
             balancer.health_check_frequency = Some(hc.interval);
-            let service = background_service(&format!("health checks of {name}"), balancer);
+        }
+        // Health checks and name lookups run in the balancer's own
+        // background service.
+        if named.health_check.is_some() || has_names {
+            let service = background_service(&format!("upstream {name}"), balancer);
             balancers.insert(name.clone(), service.task());
             health_checks.push(service);
         } else {

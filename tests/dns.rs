@@ -52,7 +52,17 @@ fn spawn_in_namespace(dir: &Path, hosts: &Path, config: &Path) -> Child {
         .expect("unshare (util-linux) runs the proxy in a mount namespace")
 }
 
-fn write_config(dir: &Path, jwks: &str, upstream: &str, listen: SocketAddr, admin: SocketAddr) {
+/// The config: `upstream` as the default upstream, `extra` at the top
+/// level, the shipped example policies unless `policies` names others.
+fn write_config(
+    dir: &Path,
+    jwks: &str,
+    upstream: &str,
+    (listen, admin): (SocketAddr, SocketAddr),
+    policies: Option<&Path>,
+    extra: &str,
+) {
+    let policies = policies.map_or_else(|| repo().join("policies"), Path::to_path_buf);
     std::fs::write(
         dir.join("config.yaml"),
         format!(
@@ -60,11 +70,24 @@ fn write_config(dir: &Path, jwks: &str, upstream: &str, listen: SocketAddr, admi
              upstream:\n  address: {upstream}\n  dns_refresh_seconds: 1\n  connect_timeout_ms: 500\n\
              auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      \
              algorithms: [RS256]\n      jwks_url: {jwks}\npolicies:\n  dir: {}\n\
-             shutdown:\n  grace_period_seconds: 0\n  drain_timeout_seconds: 1\n  upgrade_sock: upgrade.sock\n",
-            repo().join("policies").display()
+             shutdown:\n  grace_period_seconds: 0\n  drain_timeout_seconds: 1\n  upgrade_sock: upgrade.sock\n{extra}",
+            policies.display()
         ),
     )
     .unwrap();
+}
+
+/// Waits until `/readyz` answers 200 (10 s at most).
+async fn ready(dir: &Path, admin: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(admin, "/readyz").await.is_ok_and(|r| r.status == 200) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready: {}",
+            std::fs::read_to_string(dir.join("proxy.log")).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn public_call(proxy: SocketAddr) -> u16 {
@@ -140,8 +163,9 @@ async fn a_rotated_upstream_address_is_followed() {
         dir.path(),
         &jwks.url(),
         &format!("{NAME}:{port}"),
-        listen,
-        admin,
+        (listen, admin),
+        None,
+        "",
     );
     let config = dir.path().join("config.yaml");
     let status = spawn_in_namespace(dir.path(), &hosts, &config)
@@ -157,15 +181,7 @@ async fn a_rotated_upstream_address_is_followed() {
     // One address: every call goes there.
     point(&["127.0.0.2"]);
     let mut child = spawn_in_namespace(dir.path(), &hosts, &config);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !get(admin, "/readyz").await.is_ok_and(|r| r.status == 200) {
-        assert!(
-            Instant::now() < deadline,
-            "not ready: {}",
-            std::fs::read_to_string(dir.path().join("proxy.log")).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ready(dir.path(), admin).await;
     for _ in 0..4 {
         assert_eq!(public_call(listen).await, 200);
     }
@@ -207,6 +223,97 @@ async fn a_rotated_upstream_address_is_followed() {
         assert_eq!(public_call(listen).await, 200);
     }
     assert_eq!(a.count() - before, 4);
+
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A named upstream's host name is resolved at start and followed the
+/// same way.
+#[tokio::test]
+async fn a_named_upstream_follows_its_name_too() {
+    let port = free_port();
+    let (_, a) = echo::serve(
+        SocketAddr::from(([127, 0, 0, 2], port)),
+        Behaviour::default(),
+    )
+    .await
+    .unwrap();
+    let (_, b) = echo::serve(
+        SocketAddr::from(([127, 0, 0, 3], port)),
+        Behaviour::default(),
+    )
+    .await
+    .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("catalog.yaml"),
+        "zambdas:\n  - {id: z-open, name: open, type: public, upstream: labs}\n",
+    )
+    .unwrap();
+    let hosts = dir.path().join("hosts");
+    let point = |ip: Option<&str>| {
+        let mut text = "127.0.0.1 localhost\n".to_string();
+        if let Some(ip) = ip {
+            text.push_str(&format!("{ip} {NAME}\n"));
+        }
+        std::fs::write(&hosts, text).unwrap();
+    };
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // the default upstream is a literal; the named one is a name
+    write_config(
+        dir.path(),
+        &jwks.url(),
+        "127.0.0.1:9",
+        (listen, admin),
+        Some(&policies),
+        &format!("upstreams:\n  labs:\n    addresses: [{NAME}:{port}]\n"),
+    );
+    let config = dir.path().join("config.yaml");
+
+    point(None);
+    let status = spawn_in_namespace(dir.path(), &hosts, &config)
+        .wait()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&format!("upstreams.labs.addresses: {NAME}:{port}")),
+        "{log}"
+    );
+
+    point(Some("127.0.0.2"));
+    let mut child = spawn_in_namespace(dir.path(), &hosts, &config);
+    ready(dir.path(), admin).await;
+    let open = |proxy| async move {
+        let raw = "POST /v1/zambda/open/execute-public HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+        send(proxy, raw.as_bytes()).await.unwrap().status
+    };
+    for _ in 0..3 {
+        assert_eq!(open(listen).await, 200);
+    }
+    assert_eq!((a.count(), b.count()), (3, 0));
+
+    point(Some("127.0.0.3"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.count() == 0 {
+        assert_eq!(open(listen).await, 200);
+        assert!(
+            Instant::now() < deadline,
+            "the named upstream never followed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = a.count();
+    for _ in 0..3 {
+        assert_eq!(open(listen).await, 200);
+    }
+    assert_eq!(a.count(), before, "the old address is no longer used");
 
     let _ = child.kill();
     let _ = child.wait();

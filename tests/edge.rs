@@ -343,19 +343,28 @@ async fn rate_limits_answer_429_per_actor_and_per_client() {
         .all(|s| *s == 200 || *s == 429));
     assert_eq!(rec.count(), passed + 1 + public_passed);
 
-    let text = String::from_utf8(get(proxy.admin, "/metrics").await.unwrap().body).unwrap();
-    let count = |route: &str| -> f64 {
-        let series = format!("zambda_guard_rate_limited_total{{route=\"{route}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series).and_then(|v| v.parse().ok()))
-            .unwrap_or(0.0)
-    };
-    assert_eq!(count("execute"), (8 - passed) as f64, "{text}");
-    assert_eq!(
-        count("execute-public"),
-        (6 - public_passed) as f64,
-        "{text}"
-    );
+    // A request is counted once its answer is on the wire: poll until the
+    // last one is in, then hold the counts exact.
+    let want = ((8 - passed) as f64, (6 - public_passed) as f64);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8(get(proxy.admin, "/metrics").await.unwrap().body).unwrap();
+        let count = |route: &str| -> f64 {
+            let series = format!("zambda_guard_rate_limited_total{{route=\"{route}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series).and_then(|v| v.parse().ok()))
+                .unwrap_or(0.0)
+        };
+        let got = (count("execute"), count("execute-public"));
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counted {got:?}, want {want:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // one request's worth comes back after one interval, not a whole burst
     tokio::time::sleep(Duration::from_millis(1100).saturating_sub(started.elapsed())).await;

@@ -74,7 +74,9 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct NamedUpstream {
     pub name: String,
-    pub addresses: Vec<SocketAddr>,
+    /// IP literals or host names, resolved and refreshed like
+    /// `upstream.address`.
+    pub addresses: Vec<std::sync::Arc<crate::dns::Address>>,
     pub health_check: Option<HealthCheck>,
 }
 

@@ -221,10 +221,17 @@ impl Validator<'_> {
                 "TLS to named upstreams is not supported by this build",
             );
         }
+        // Parsed, not resolved, like `upstream.address` (SPEC §7).
         let addresses = u
             .addresses
             .iter()
-            .map(|a| self.socket(&format!("{at}.addresses"), a))
+            .filter_map(|a| match crate::dns::Address::parse(a) {
+                Ok(address) => Some(std::sync::Arc::new(address)),
+                Err(why) => {
+                    self.problem(&format!("{at}.addresses"), why);
+                    None
+                }
+            })
             .collect();
         let health_check = u.health_check.map(|h| {
             if !h.path.starts_with('/') {
