@@ -349,3 +349,37 @@ fn check_merges_several_policy_directories_and_warns_of_trusting_everyone() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("catalog.yaml"), "{}", text(&o));
 }
+
+#[test]
+fn policy_tests_use_every_directory_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, text) in [
+        ("base", "zambdas: [{id: z-1, name: alpha}]\n"),
+        (
+            "team",
+            "actors:\n  - subject: bot\n    access_policy:\n      rule:\n        - {action: Zambda:InvokeFunction, resource: Zambda:Function:alpha, effect: Allow}\n",
+        ),
+    ] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::write(dir.path().join(sub).join("p.yaml"), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("base").join("bot.test.yaml"),
+        "cases:\n  - {principal: {subject: bot}, zambda: alpha, expect: allow}\n",
+    )
+    .unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256]\n      \
+             public_key_pem_file: {}\npolicies:\n  dir: [base, team]\n",
+            pem.display()
+        ),
+    )
+    .unwrap();
+    let base = dir.path().join("base").display().to_string();
+    let o = zg(&["test", "--config", &config.display().to_string(), &base]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
