@@ -206,7 +206,15 @@ impl Authz {
             &req.headers,
         ) {
             Ok(described) => {
-                let facts = wire::facts(session, req, &described.method, described.target);
+                let trusted = &self.gate.state().config.trusted_proxies;
+                let facts = wire::facts(
+                    session,
+                    req,
+                    head.as_deref(),
+                    &described.method,
+                    described.target,
+                    trusted,
+                );
                 self.gate.decide(&facts).await
             }
             Err(refusal) => gate::Decided::refused(refusal),

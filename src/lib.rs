@@ -36,9 +36,11 @@
 pub mod admin;
 pub mod authn;
 pub mod authz;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod echo;
 pub mod explain;
 pub mod gate;
@@ -54,6 +56,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod tooling;
+pub mod upstreams;
 pub mod wire;
 
 /// The crate version, as `--version` and the metrics report it.

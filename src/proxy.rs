@@ -15,8 +15,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
@@ -27,11 +25,30 @@ use crate::gate::{self, Forward, Gate, Outcome, Record, Refusal};
 use crate::state::State;
 use crate::wire;
 
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// A trusted peer's `X-Forwarded-Proto`, when it sent exactly one that is
+/// `http` or `https` (in any case).
+fn forwarded_proto<'a>(
+    mut values: impl Iterator<Item = &'a http::HeaderValue>,
+) -> Option<&'static str> {
+    let (Some(one), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let one = one.as_bytes().trim_ascii();
+    if one.eq_ignore_ascii_case(b"https") {
+        Some("https")
+    } else if one.eq_ignore_ascii_case(b"http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
 /// Refused requests with a body up to this size keep their connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
 
-/// A named upstream: round robin over its healthy addresses.
-pub type Balancer = LoadBalancer<RoundRobin>;
+pub use crate::upstreams::Balancer;
 
 /// The proxy; one per server, shared by every request.
 pub struct Guard {
@@ -63,8 +80,10 @@ pub struct Ctx {
     forward: Option<Forward>,
     /// The named upstream of `forward`, when it has one.
     balancer: Option<Arc<Balancer>>,
-    /// Connection attempts so far (failover across a named upstream).
+    /// Connection attempts so far (failover to the next address).
     attempts: usize,
+    /// Where this request starts in the default upstream's addresses.
+    start: Option<usize>,
     body_bytes: u64,
     /// Set when `cors` is configured and the request has an `Origin`.
     cors_origin: Option<String>,
@@ -124,6 +143,7 @@ impl ProxyHttp for Guard {
             forward: None,
             balancer: None,
             attempts: 0,
+            start: None,
             body_bytes: 0,
             cors_origin: None,
         }
@@ -153,7 +173,15 @@ impl ProxyHttp for Guard {
         let downstream = session.as_downstream();
         let head = wire::raw_head(downstream);
         let target = wire::raw_target(head.as_deref(), req);
-        let facts = wire::facts(downstream, req, &req.method, target);
+        let trusted = &self.state().config.trusted_proxies;
+        let facts = wire::facts(
+            downstream,
+            req,
+            head.as_deref(),
+            &req.method,
+            target,
+            trusted,
+        );
         let decided = self.gate.decide(&facts).await;
         ctx.record = Some(decided.record);
         match decided.outcome {
@@ -171,11 +199,15 @@ impl ProxyHttp for Guard {
                 Ok(false)
             }
             Outcome::Refuse(refusal) => {
-                // Read a small announced body first, so the connection can
-                // carry the next request; anything else closes it.
-                if refusal != Refusal::BodyTooLarge
+                if refusal.closes_connection() {
+                    // Said before the answer is written, so that it says
+                    // `Connection: close`; the body is never read.
+                    session.set_keepalive(None);
+                } else if refusal != Refusal::BodyTooLarge
                     && wire::content_length(session.req_header()).is_some_and(|n| n <= DRAIN_LIMIT)
                 {
+                    // Read a small announced body first, so the connection
+                    // can carry the next request; anything else closes it.
                     session.drain_request_body().await?;
                 }
                 self.respond(session, ctx, &refusal).await?;
@@ -230,7 +262,21 @@ impl ProxyHttp for Guard {
                 }
             },
             None => {
-                let mut peer = HttpPeer::new(upstream.address, upstream.tls, upstream.sni.clone());
+                // Round robin over every address the name stands for now;
+                // a retry (the connection could not be made) takes the next.
+                let addresses = upstream.address.addresses();
+                let start = *ctx
+                    .start
+                    .get_or_insert_with(|| upstream.address.next_start());
+                let Some(&address) =
+                    addresses.get((start + ctx.attempts - 1) % addresses.len().max(1))
+                else {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(502),
+                        "upstream has no address",
+                    ));
+                };
+                let mut peer = HttpPeer::new(address, upstream.tls, upstream.sni.clone());
                 crate::tls::configure_peer(&mut peer, upstream);
                 peer
             }
@@ -289,26 +335,34 @@ impl ProxyHttp for Guard {
         }
         up.insert_header(gate::REQUEST_ID, ctx.request_id.as_str())?;
 
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        // The chain goes on with the socket peer, not the client the walk
+        // found: the backend sees every hop, as Envoy and HAProxy send it.
+        let peer = wire::peer(session.as_downstream());
         let received = up
             .headers
-            .get_all("x-forwarded-for")
+            .get_all(wire::X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes());
-        let forwarded_for = gate::forwarded_for(received, client);
+        let forwarded_for = gate::forwarded_for(received, peer);
         if let Some(xff) = forwarded_for {
-            up.insert_header("x-forwarded-for", xff)?;
+            up.insert_header(wire::X_FORWARDED_FOR, xff)?;
         }
-        // The proxy listener is HTTPS exactly when `tls` is configured.
-        let proto = if self.state().config.tls.is_some() {
+        // A trusted load balancer knows the scheme its client used; anyone
+        // else gets the scheme of this listener, which is HTTPS exactly
+        // when `tls` is configured.
+        let config = &self.state().config;
+        let own = if config.tls.is_some() {
             "https"
         } else {
             "http"
         };
-        up.insert_header("x-forwarded-proto", proto)?;
+        let proto = match peer {
+            Some(peer) if config.trusted_proxies.contains(peer) => {
+                forwarded_proto(up.headers.get_all(X_FORWARDED_PROTO).iter()).unwrap_or(own)
+            }
+            _ => own,
+        };
+        up.insert_header(X_FORWARDED_PROTO, proto)?;
         Ok(())
     }
 
@@ -354,8 +408,9 @@ impl ProxyHttp for Guard {
         Ok(())
     }
 
-    /// A named upstream fails over to its next address when a connection
-    /// cannot be made (nothing was sent, so retrying a POST is safe).
+    /// An upstream with several addresses fails over to its next address
+    /// when a connection cannot be made (nothing was sent, so retrying a
+    /// POST is safe), until each was tried once.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -363,10 +418,11 @@ impl ProxyHttp for Guard {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(balancer) = &ctx.balancer {
-            let addresses = balancer.backends().get_backend().len();
-            e.set_retry(ctx.attempts < addresses);
-        }
+        let addresses = match &ctx.balancer {
+            Some(balancer) => balancer.backends().get_backend().len(),
+            None => self.state().config.upstream.address.addresses().len(),
+        };
+        e.set_retry(ctx.attempts < addresses);
         e
     }
 
@@ -393,6 +449,9 @@ impl ProxyHttp for Guard {
             ctx.record = Some(Record::refused(&refusal));
         }
         if session.response_written().is_none() {
+            // The connection is not reused after this (see below): the
+            // answer must not announce it as kept alive.
+            session.set_keepalive(None);
             if ctx.request_id.is_empty() {
                 ctx.request_id = wire::request_id(session.req_header());
             }

@@ -7,8 +7,8 @@
 //! re-reads what they touched. The set is swapped only when the content
 //! changed and the whole new set is valid; an invalid set is refused,
 //! logged with file and line, counted, and the last good set keeps serving
-//! (a certificate pair likewise, see [`crate::tls`]). A periodic content
-//! check catches what the watcher missed (dropped events, file systems
+//! (a certificate pair likewise, see [`crate::tls`]). A periodic check
+//! (metadata first, see [`crate::store`]) catches what the watcher missed (dropped events, file systems
 //! without inotify, a policy directory that is itself a symlink and was
 //! re-pointed). SIGHUP runs the same check at once.
 //!
@@ -63,16 +63,18 @@ impl Reloader {
         })
         .map_err(std::io::Error::other)?;
         let policies = self.state.config.policies.dir.clone();
-        if let Err(e) = watcher.watch(&policies, RecursiveMode::Recursive) {
-            tracing::warn!(
-                "cannot watch {}: {e}; relying on the periodic check",
-                policies.display()
-            );
-        }
-        // The parent too, so that a policy directory that is a symlink being
-        // re-pointed is noticed at once.
-        if let Some(parent) = policies.parent() {
-            let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+        for dir in &self.state.config.policies.dirs {
+            if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+                tracing::warn!(
+                    "cannot watch {}: {e}; relying on the periodic check",
+                    dir.display()
+                );
+            }
+            // The parent too, so that a policy directory that is a symlink
+            // being re-pointed is noticed at once.
+            if let Some(parent) = dir.parent() {
+                let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+            }
         }
         let key_dirs = key_file_dirs(&self.state);
         let cert_dirs = self
@@ -144,7 +146,10 @@ impl Reloader {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    self.reload_policies("poll");
+                    // Reads the files only when their metadata moved (or
+                    // at the periodic full read).
+                    let state = &self.state;
+                    state.policies.poll(&state.config, &state.metrics);
                     if !key_dirs.is_empty() {
                         self.reload_keys();
                     }

@@ -33,7 +33,7 @@ use crate::admin::Admin;
 use crate::authn::Authenticator;
 use crate::authz::Authz;
 use crate::config::Config;
-use crate::proxy::{Balancer, Guard};
+use crate::proxy::Guard;
 use crate::state::State;
 use pingora::lb::health_check::HttpHealthCheck;
 use std::collections::HashMap;
@@ -45,18 +45,36 @@ pub enum StartError {
     Keys(#[from] crate::authn::Error),
     #[error("invalid policies:\n{0}")]
     Policies(#[from] crate::policy::LoadErrors),
+    #[error("{0}")]
+    Upstream(String),
 }
 
 /// Builds the shared state: key sources that are files read, the policy
 /// directory loaded (generation 1).
 pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
+    // Host names are looked up once before anything starts (SPEC §7).
+    config
+        .upstream
+        .address
+        .resolve()
+        .map_err(|e| StartError::Upstream(format!("upstream.address: {e}")))?;
+    for (name, named) in &config.upstreams {
+        for address in &named.addresses {
+            address
+                .resolve()
+                .map_err(|e| StartError::Upstream(format!("upstreams.{name}.addresses: {e}")))?;
+        }
+    }
     let auth = Authenticator::new(&config.auth)?;
     let state = Arc::new(State::new(config, auth));
     let warnings = state.policies.start(&state.config, &state.metrics)?;
     for w in warnings {
         tracing::warn!("{w}");
     }
-    for w in crate::tls::warnings(&state.config) {
+    for w in crate::tls::warnings(&state.config)
+        .into_iter()
+        .chain(state.config.warnings())
+    {
         tracing::warn!("{w}");
     }
     Ok(state)
@@ -89,6 +107,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
             None => session.set_keepalive(Some(self.read_timeout.as_secs().max(1))),
         }
         session.set_read_timeout(Some(self.read_timeout));
+        // Pipelined requests (RFC 9112 §9.3.2) are served one after the
+        // other, in order, each judged on its own; without this, pingora
+        // answers the first and drops the rest. The setting is carried to
+        // each later request of the connection, and is a no-op on HTTP/2.
+        session.set_pipelining_enabled(true);
         let _in_flight = self.state.begin_request();
         self.inner.process_new_http(session, shutdown).await
     }
@@ -146,6 +169,29 @@ impl BackgroundService for KeyRefresh {
     }
 }
 
+/// Looks the upstream's host name up again every `dns_refresh_seconds`;
+/// requests keep using the last addresses meanwhile, and after a failed
+/// lookup.
+struct DnsRefresh {
+    address: Arc<crate::dns::Address>,
+    every: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for DnsRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(self.every) => {}
+            }
+            if let Err(why) = self.address.refresh().await {
+                tracing::warn!("{why}");
+            }
+        }
+    }
+}
+
 /// Builds the pingora server for `state`; `upgrade` takes the listening
 /// sockets over from a running instance (SIGQUIT hand-over).
 pub fn build(state: Arc<State>, upgrade: bool) -> Server {
@@ -173,13 +219,8 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     let mut balancers = HashMap::new();
     let mut health_checks = Vec::new();
     for (name, named) in &config.upstreams {
-        let mut balancer = match Balancer::try_from_iter(named.addresses.iter().copied()) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!("upstream {name}: {e}");
-                continue;
-            }
-        };
+        let (mut balancer, has_names) =
+            crate::upstreams::balancer(&named.addresses, config.upstream.dns_refresh);
         if let Some(hc) = &named.health_check {
             let mut check = HttpHealthCheck::new("localhost", false);
             if let Ok(req) = pingora::http::RequestHeader::build("GET", hc.path.as_bytes(), None) {
@@ -189,7 +230,11 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
             check.peer_template.options.read_timeout = Some(config.upstream.connect_timeout);
             balancer.set_health_check(Box::new(check));
             balancer.health_check_frequency = Some(hc.interval);
-            let service = background_service(&format!("health checks of {name}"), balancer);
+        }
+        // Health checks and name lookups run in the balancer's own
+        // background service.
+        if named.health_check.is_some() || has_names {
+            let service = background_service(&format!("upstream {name}"), balancer);
             balancers.insert(name.clone(), service.task());
             health_checks.push(service);
         } else {
@@ -258,6 +303,17 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     }
     server.add_service(admin);
     server.add_service(refresh);
+    if config.upstream.address.is_name() {
+        let mut dns = background_service(
+            "zambda-guard upstream dns",
+            DnsRefresh {
+                address: config.upstream.address.clone(),
+                every: config.upstream.dns_refresh,
+            },
+        );
+        dns.threads = Some(1);
+        server.add_service(dns);
+    }
     for mut check in health_checks {
         check.threads = Some(1);
         server.add_service(check);

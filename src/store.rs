@@ -12,10 +12,23 @@
 //! compares with, so a change that lands while the first load runs is seen
 //! by the next check. Loads are serialised; a panic in one never makes a
 //! later one skip its work.
+//!
+//! `policies.dir` may list several directories: each is read by the
+//! policy module's own directory reader, and what they hold is merged into
+//! one set, as if it were one directory (a name defined in two of them is
+//! the same error as in two files of one).
+//!
+//! The periodic check ([`Store::poll`]) is cheap when nothing changed: it
+//! compares a [`stamp`] of the directories' metadata (every entry's name,
+//! size, modification time and inode, and every symlink's target, which is
+//! how a ConfigMap swap shows) and reads the files only when the stamp
+//! moved, or when the last full read is [`FULL_READ_INTERVAL`] old. The
+//! content fingerprint stays the final word on whether anything changed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
@@ -25,9 +38,30 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{self, LoadError, LoadErrors, Loaded, Sources};
 
-/// Loads the config's policy directory as `run` would, without serving it.
+/// However unchanged the metadata looks, the files are read in full at
+/// least this often (a same-size rewrite that kept its modification time).
+pub const FULL_READ_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Loads the config's policy directories as `run` would, without serving
+/// them.
 pub fn load(config: &Config) -> Result<Loaded, LoadErrors> {
-    load_dir(&config.policies.dir, Some(config))
+    compile(read_dirs(&config.policies.dirs), Some(config))
+}
+
+/// Reads every directory and merges what they hold, in the order given.
+fn read_dirs(dirs: &[PathBuf]) -> Sources {
+    let mut all = Sources {
+        texts: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for dir in dirs {
+        let one = policy::read_sources(dir);
+        all.texts.extend(one.texts);
+        all.errors.extend(one.errors);
+        all.warnings.extend(one.warnings);
+    }
+    all
 }
 
 /// Loads a policy directory; with a config, also applies the checks that
@@ -127,6 +161,9 @@ pub struct Store {
     /// The fingerprint of the content last loaded or refused; held while a
     /// load runs, so loads never overlap.
     last: Mutex<Option<[u8; 32]>>,
+    /// The metadata stamp taken before the last full read, and when that
+    /// read was.
+    polled: Mutex<Option<([u8; 32], Instant)>>,
 }
 
 impl Default for Store {
@@ -141,6 +178,7 @@ impl Store {
             current: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
             last: Mutex::new(None),
+            polled: Mutex::new(None),
         }
     }
 
@@ -166,7 +204,8 @@ impl Store {
         metrics: &Metrics,
     ) -> Result<Vec<policy::Warning>, LoadErrors> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let sources = policy::read_sources(&config.policies.dir);
+        self.note_full_read(&config.policies.dirs, Instant::now());
+        let sources = read_dirs(&config.policies.dirs);
         let print = fingerprint(&sources);
         let loaded = compile(sources, Some(config))?;
         *last = Some(print);
@@ -181,7 +220,8 @@ impl Store {
         // A poisoned lock only means an earlier load panicked; its record
         // of the content is still the last one attempted.
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let sources = policy::read_sources(&config.policies.dir);
+        self.note_full_read(&config.policies.dirs, Instant::now());
+        let sources = read_dirs(&config.policies.dirs);
         let print = fingerprint(&sources);
         if *last == Some(print) {
             return Reload::Unchanged;
@@ -213,6 +253,37 @@ impl Store {
                 Reload::Refused
             }
         }
+    }
+
+    /// The periodic check: reloads as [`Store::reload`] does when the
+    /// directories' metadata changed since the last full read, or when that
+    /// read is [`FULL_READ_INTERVAL`] old; `None` when nothing was read.
+    pub fn poll(&self, config: &Config, metrics: &Metrics) -> Option<Reload> {
+        self.poll_at(config, metrics, Instant::now())
+    }
+
+    fn poll_at(&self, config: &Config, metrics: &Metrics, now: Instant) -> Option<Reload> {
+        let current = stamp(&config.policies.dirs);
+        let polled = *self.polled.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, read_at)) = polled {
+            if seen == current && now.saturating_duration_since(read_at) < FULL_READ_INTERVAL {
+                return None;
+            }
+        }
+        let why = if polled.is_some_and(|(seen, _)| seen == current) {
+            "poll (periodic full read)"
+        } else {
+            "poll"
+        };
+        // The read records its own stamp, taken just before it: a change
+        // made while it runs moves the stamp again, for the next poll.
+        Some(self.reload(config, metrics, why))
+    }
+
+    /// Records a full read starting now, with the stamp taken before it.
+    fn note_full_read(&self, dirs: &[PathBuf], now: Instant) {
+        let stamp = stamp(dirs);
+        *self.polled.lock().unwrap_or_else(PoisonError::into_inner) = Some((stamp, now));
     }
 
     /// Makes `set` live, atomically, after its metrics: whoever sees the set
@@ -247,6 +318,72 @@ fn fingerprint(sources: &Sources) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
+}
+
+/// A digest of the directories' metadata: for every entry under them
+/// (following symlinks, as the loader does), its path, type, size,
+/// modification time and inode, and for a symlink its target. It changes
+/// whenever a file is written, replaced, renamed or re-pointed; it is read
+/// with a few system calls per entry and never opens a file.
+fn stamp(dirs: &[PathBuf]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut seen = std::collections::HashSet::new();
+    for dir in dirs {
+        stamp_entry(&mut h, dir, 0, &mut seen);
+    }
+    h.finalize().into()
+}
+
+/// How deep symlinked directories are followed for the stamp (the loader
+/// refuses loops; this only has to end).
+const STAMP_DEPTH: usize = 16;
+
+fn stamp_entry(
+    h: &mut Sha256,
+    path: &Path,
+    depth: usize,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    h.update(path.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    if let Ok(target) = std::fs::read_link(path) {
+        h.update(b"link:");
+        h.update(target.as_os_str().as_encoded_bytes());
+        h.update([0]);
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => {
+            h.update(format!("error:{:?}", e.kind()).as_bytes());
+            return;
+        }
+    };
+    for n in [
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        u64::from(meta.is_dir()),
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    if !meta.is_dir() || depth >= STAMP_DEPTH || !seen.insert((meta.dev(), meta.ino())) {
+        return;
+    }
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            h.update(format!("error:{:?}", e.kind()).as_bytes());
+            return;
+        }
+    };
+    names.sort();
+    for name in names {
+        stamp_entry(h, &name, depth + 1, seen);
+    }
+    seen.remove(&(meta.dev(), meta.ino()));
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@ use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 
+use std::net::IpAddr;
+
+use crate::client::Trusted;
 use crate::gate::{self, Facts, Values};
 
 /// The raw request head of an HTTP/1 request, as received.
@@ -49,17 +52,25 @@ pub fn values<'a>(req: &'a RequestHeader, name: &str) -> Values<'a> {
 pub fn facts<'a>(
     session: &ServerSession,
     req: &'a RequestHeader,
+    head: Option<&[u8]>,
     method: &'a http::Method,
     target: &'a [u8],
+    trusted: &Trusted,
 ) -> Facts<'a> {
     let preflight = method == http::Method::OPTIONS;
     Facts {
         method,
         target,
-        client: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
+        // Behind a trusted load balancer, the address it speaks for.
+        client: peer(session).map(|peer| {
+            let forwarded: Vec<&[u8]> = req
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            trusted.client(peer, &forwarded)
+        }),
         authorization: values(req, http::header::AUTHORIZATION.as_str()),
         project_ids: values(req, gate::PROJECT_ID_HEADERS[0])
             .chain(values(req, gate::PROJECT_ID_HEADERS[1])),
@@ -73,7 +84,35 @@ pub fn facts<'a>(
                 .headers
                 .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
         content_length: content_length(req),
+        // From the bytes received: pingora drops `Content-Length` from the
+        // parsed header when `Transfer-Encoding` is present too.
+        has_content_length: match head {
+            Some(head) => head_has_header(head, b"content-length"),
+            None => req.headers.contains_key(http::header::CONTENT_LENGTH),
+        },
+        transfer_encoding: values(req, http::header::TRANSFER_ENCODING.as_str()),
     }
+}
+
+/// `X-Forwarded-For`, read as one list across its headers.
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The socket peer's address (IPv4-mapped IPv6 read as IPv4).
+pub fn peer(session: &ServerSession) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_canonical())
+}
+
+/// Whether an HTTP/1 request head has a header of this (lower-case) name.
+/// The parser has already refused malformed header lines, so a line's name
+/// is what comes before its first colon.
+pub fn head_has_header(head: &[u8], name: &[u8]) -> bool {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(|line| line.iter().position(|&b| b == b':').map(|at| &line[..at]))
+        .any(|found| found.eq_ignore_ascii_case(name))
 }
 
 /// The request id the answer carries: the client's when reasonable.
@@ -98,5 +137,16 @@ mod tests {
             Some(&b"/v1/zambda/a/execute#frag"[..])
         );
         assert_eq!(request_line_target(b"GET\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn head_has_header_reads_names_only() {
+        let head = b"POST /content-length: HTTP/1.1\r\nHost: x\r\nX-Note: content-length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert!(head_has_header(head, b"content-length"));
+        assert!(head_has_header(head, b"x-note"));
+        assert!(!head_has_header(head, b"transfer-encoding"));
+        let head = b"POST / HTTP/1.1\nHost: x\nX-Note: content-length: 1\n\n";
+        assert!(!head_has_header(head, b"content-length"));
+        assert!(head_has_header(head, b"host"));
     }
 }

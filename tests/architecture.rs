@@ -140,7 +140,9 @@ fn no_import_circles_between_modules() {
 #[test]
 fn the_deciding_modules_know_no_pingora() {
     let (graph, texts) = graph();
-    for module in ["gate", "policy", "route", "store", "authn"] {
+    for module in [
+        "gate", "policy", "route", "store", "authn", "limit", "client",
+    ] {
         let text = &texts[module];
         for crate_path in ["pingora::", "pingora_"] {
             assert!(!text.contains(crate_path), "{module} uses {crate_path}");

@@ -401,3 +401,94 @@ fn a_zambda_naming_an_unconfigured_upstream_is_refused() {
     let o = zg(&["diff", &dirs, &dirs]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn check_merges_several_policy_directories_and_warns_of_trusting_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, text) in [
+        ("team-a", "zambdas: [{id: z-1, name: alpha}]\n"),
+        ("team-b", "zambdas: [{id: z-2, name: beta}]\n"),
+    ] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::write(dir.path().join(sub).join("catalog.yaml"), text).unwrap();
+    }
+    let pem = key_path("rsa1-public.pem");
+    let config = dir.path().join("config.yaml");
+    let write = |dirs: &str, extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256]\n      \
+                 public_key_pem_file: {}\npolicies:\n  dir: {dirs}\n{extra}",
+                pem.display()
+            ),
+        )
+        .unwrap();
+    };
+    let config = config.display().to_string();
+
+    write(
+        "[team-a, team-b]",
+        "trusted_proxies: [10.0.0.0/8, 0.0.0.0/0]\n",
+    );
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("2 zambda(s)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("trusted_proxies: 0.0.0.0/0 trusts every peer"),
+        "{}",
+        text(&o)
+    );
+
+    // one directory alone is one team's set; no warning without 0.0.0.0/0
+    write("team-b", "trusted_proxies: [10.0.0.0/8]\n");
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("1 zambda(s)"), "{}", text(&o));
+    assert!(!text(&o).contains("warning"), "{}", text(&o));
+
+    // the same zambda in both is refused, naming the file
+    std::fs::write(
+        dir.path().join("team-b").join("catalog.yaml"),
+        "zambdas: [{id: z-1, name: alpha}]\n",
+    )
+    .unwrap();
+    write("[team-a, team-b]", "");
+    let o = zg(&["check", "--config", &config]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("catalog.yaml"), "{}", text(&o));
+}
+
+#[test]
+fn policy_tests_use_every_directory_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, text) in [
+        ("base", "zambdas: [{id: z-1, name: alpha}]\n"),
+        (
+            "team",
+            "actors:\n  - subject: bot\n    access_policy:\n      rule:\n        - {action: Zambda:InvokeFunction, resource: Zambda:Function:alpha, effect: Allow}\n",
+        ),
+    ] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::write(dir.path().join(sub).join("p.yaml"), text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("base").join("bot.test.yaml"),
+        "cases:\n  - {principal: {subject: bot}, zambda: alpha, expect: allow}\n",
+    )
+    .unwrap();
+    let pem = key_path("rsa1-public.pem");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256]\n      \
+             public_key_pem_file: {}\npolicies:\n  dir: [base, team]\n",
+            pem.display()
+        ),
+    )
+    .unwrap();
+    let base = dir.path().join("base").display().to_string();
+    let o = zg(&["test", "--config", &config.display().to_string(), &base]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

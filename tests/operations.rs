@@ -625,3 +625,89 @@ async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
     assert!(backend.count() > count / 2);
     println!("{count} requests across the hand-over, none refused");
 }
+
+/// `/readyz` says ready only once the proxy listener accepts connections.
+/// The test holds the proxy's port with a socket that is bound but does
+/// not listen, so pingora's bind fails and it retries every second while
+/// the admin listener already answers: not ready, naming the listener.
+/// Released, the proxy binds, and the first 200 means a connection is
+/// accepted.
+#[tokio::test]
+async fn ready_waits_for_the_proxy_listener() {
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let (upstream, _rec) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let holder = tokio::net::TcpSocket::new_v4().unwrap();
+    holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listen = holder.local_addr().unwrap();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("policies"), &dir.path().join("policies"));
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {listen}\nadmin_listen: {admin}\nupstream:\n  address: {upstream}\n\
+             auth:\n  issuers:\n    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      \
+             algorithms: [RS256]\n      jwks_url: {}\npolicies:\n  dir: policies\n\
+             shutdown:\n  grace_period_seconds: 0\n  drain_timeout_seconds: 1\n  upgrade_sock: upgrade.sock\n",
+            jwks.url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zambda-guard"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // policies and keys come first; the listener cannot
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        if let Ok(r) = get(admin, "/readyz").await {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            assert_ne!(r.status, 200, "ready while the listener cannot bind");
+            if !body.contains("no policy set") && !body.contains("has no keys") {
+                break body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never got past policies and keys"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        body.contains(&format!(
+            "listener {listen} does not accept connections yet"
+        )),
+        "{body}"
+    );
+    assert!(tokio::net::TcpStream::connect(listen).await.is_err());
+
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(admin, "/readyz").await.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready after the port was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = send(
+        listen,
+        b"POST /v1/zambda/x/nope HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 404);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -52,6 +52,8 @@ pub(super) struct File {
     pub(super) authz_listen: Option<String>,
     #[serde(default)]
     pub(super) authz: FileAuthz,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<String>,
 }
 
 /// The decision-only service (SPEC §8).
@@ -95,11 +97,29 @@ fn default_health_interval() -> u64 {
     5
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct FileRateLimits {
     pub(super) per_actor_per_second: Option<u64>,
     pub(super) per_client_per_second: Option<u64>,
+    pub(super) burst: Option<u64>,
+    #[serde(default = "default_rate_limit_keys")]
+    pub(super) max_keys: usize,
+}
+
+fn default_rate_limit_keys() -> usize {
+    100_000
+}
+
+impl Default for FileRateLimits {
+    fn default() -> Self {
+        FileRateLimits {
+            per_actor_per_second: None,
+            per_client_per_second: None,
+            burst: None,
+            max_keys: default_rate_limit_keys(),
+        }
+    }
 }
 
 fn default_listen() -> Option<String> {
@@ -123,6 +143,7 @@ pub(super) struct FileUpstream {
     pub(super) path_template: Option<String>,
     pub(super) connect_timeout_ms: u64,
     pub(super) read_timeout_ms: u64,
+    pub(super) dns_refresh_seconds: u64,
 }
 
 impl Default for FileUpstream {
@@ -136,6 +157,7 @@ impl Default for FileUpstream {
             path_template: None,
             connect_timeout_ms: 1000,
             read_timeout_ms: 30_000,
+            dns_refresh_seconds: 30,
         }
     }
 }
@@ -210,14 +232,22 @@ fn default_jwks_min_refetch() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct FilePolicies {
-    pub(super) dir: PathBuf,
+    pub(super) dir: FileDirs,
     pub(super) watch: bool,
+}
+
+/// `policies.dir`: one directory, or a list merged into one set.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileDirs {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
 }
 
 impl Default for FilePolicies {
     fn default() -> Self {
         FilePolicies {
-            dir: PathBuf::from("policies"),
+            dir: FileDirs::One(PathBuf::from("policies")),
             watch: true,
         }
     }

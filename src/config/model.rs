@@ -42,6 +42,25 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// The decision-only service (SPEC §8), when `authz_listen` is set.
     pub authz: Option<Authz>,
+    /// Peers whose `X-Forwarded-For` is believed (SPEC §1); empty = none.
+    pub trusted_proxies: crate::client::Trusted,
+}
+
+impl Config {
+    /// What `check` and the start warn about in this config.
+    pub fn warnings(&self) -> Vec<String> {
+        self.trusted_proxies
+            .blocks()
+            .iter()
+            .filter(|block| block.is_everything())
+            .map(|block| {
+                format!(
+                    "{}: trusted_proxies: {block} trusts every peer: any client can choose the address that rate limits and logs use",
+                    self.source.display()
+                )
+            })
+            .collect()
+    }
 }
 
 /// The decision-only service: where it listens and where the request it
@@ -94,7 +113,9 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct NamedUpstream {
     pub name: String,
-    pub addresses: Vec<SocketAddr>,
+    /// IP literals or host names, resolved and refreshed like
+    /// `upstream.address`.
+    pub addresses: Vec<std::sync::Arc<crate::dns::Address>>,
     pub health_check: Option<HealthCheck>,
 }
 
@@ -106,10 +127,25 @@ pub struct HealthCheck {
 
 /// Requests per second allowed, per actor on `execute` and per client
 /// address on `execute-public`; `None` = unlimited.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct RateLimits {
     pub per_actor_per_second: Option<u64>,
     pub per_client_per_second: Option<u64>,
+    /// Requests let through at once; `None` = each limit's per-second rate.
+    pub burst: Option<u64>,
+    /// Keys (actors, client addresses) each limit remembers at most.
+    pub max_keys: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_actor_per_second: None,
+            per_client_per_second: None,
+            burst: None,
+            max_keys: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -122,7 +158,9 @@ pub enum Enforcement {
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub address: SocketAddr,
+    /// An IP literal, or a host name resolved at start and every
+    /// `dns_refresh` after (SPEC §7); shared with the background refresh.
+    pub address: std::sync::Arc<crate::dns::Address>,
     /// The address as written, for messages.
     pub address_text: String,
     pub tls: bool,
@@ -136,6 +174,7 @@ pub struct Upstream {
     pub path_template: Option<PathTemplate>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub dns_refresh: Duration,
 }
 
 /// A validated `upstream.path_template`: literal text and the placeholders
@@ -413,7 +452,11 @@ impl fmt::Display for ClaimPath {
 
 #[derive(Debug, Clone)]
 pub struct Policies {
+    /// The first (or only) directory of `dirs`, for messages.
     pub dir: PathBuf,
+    /// Every policy directory, in the order given; never empty. Their
+    /// files are loaded as one set.
+    pub dirs: Vec<PathBuf>,
     pub watch: bool,
 }
 

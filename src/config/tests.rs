@@ -30,7 +30,11 @@ fn defaults_follow_the_spec() {
     assert_eq!(c.admin_listen, "0.0.0.0:9901".parse().unwrap());
     assert_eq!(c.route_prefix, "/v1");
     assert_eq!(c.enforcement, Enforcement::Enforce);
-    assert_eq!(c.upstream.address, "127.0.0.1:3000".parse().unwrap());
+    assert_eq!(
+        *c.upstream.address.addresses(),
+        ["127.0.0.1:3000".parse().unwrap()]
+    );
+    assert_eq!(c.upstream.dns_refresh, Duration::from_secs(30));
     assert_eq!(c.upstream.connect_timeout, Duration::from_millis(1000));
     assert_eq!(c.upstream.read_timeout, Duration::from_millis(30_000));
     assert_eq!(c.auth.leeway_seconds, 30);
@@ -51,6 +55,48 @@ fn defaults_follow_the_spec() {
     assert_eq!(c.log.decisions, LogDecisions::Denied);
     assert_eq!(c.log.format, LogFormat::Text);
     assert!(c.threads >= 1);
+    assert!(c.trusted_proxies.blocks().is_empty());
+    assert_eq!(c.rate_limits.burst, None);
+    assert_eq!(c.rate_limits.max_keys, 100_000);
+    assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn trusted_proxies_and_rate_limit_settings() {
+    let c = load(&format!(
+        "{ISSUER}trusted_proxies: [10.0.0.0/8, 192.0.2.7, 'fd00::/8', '::/0']\n\
+         rate_limits:\n  burst: 20\n  max_keys: 5\n"
+    ))
+    .unwrap();
+    let shown: Vec<String> = c
+        .trusted_proxies
+        .blocks()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8", "::/0"]);
+    assert_eq!(c.rate_limits.burst, Some(20));
+    assert_eq!(c.rate_limits.max_keys, 5);
+    let warnings = c.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("test.yaml: trusted_proxies: ::/0 trusts every peer"),
+        "{warnings:?}"
+    );
+    refused(
+        &format!("{ISSUER}trusted_proxies: [10.0.0.0/8, 10.0.0.1/8, example.com]\n"),
+        &[
+            "test.yaml: trusted_proxies[1]: \"10.0.0.1/8\" has host bits set",
+            "test.yaml: trusted_proxies[2]: \"example.com\" is not an IP address",
+        ],
+    );
+    refused(
+        &format!("{ISSUER}rate_limits:\n  burst: 0\n  max_keys: 0\n"),
+        &[
+            "rate_limits.burst: must be at least 1",
+            "rate_limits.max_keys: must be at least 1",
+        ],
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    File, FileAuth, FileAuthz, FileCors, FileIssuer, FileNamedUpstream, FileTls, FileUpstream,
+    File, FileAuth, FileAuthz, FileCors, FileDirs, FileIssuer, FileNamedUpstream, FileTls,
+    FileUpstream,
 };
 use super::model::*;
 use super::Error;
@@ -90,8 +91,19 @@ impl Validator<'_> {
         }
         let upstream = self.upstream(f.upstream);
         let auth = self.auth(f.auth);
+        let dirs: Vec<PathBuf> = match &f.policies.dir {
+            FileDirs::One(dir) => vec![self.path(dir)],
+            FileDirs::Many(dirs) => dirs.iter().map(|d| self.path(d)).collect(),
+        };
+        if dirs.is_empty() {
+            self.problem("policies.dir", "list at least one directory");
+        }
         let policies = Policies {
-            dir: self.path(&f.policies.dir),
+            dir: dirs
+                .first()
+                .cloned()
+                .unwrap_or_else(|| self.path(Path::new("policies"))),
+            dirs,
             watch: f.policies.watch,
         };
         if f.limits.downstream_idle_timeout_seconds == 0 {
@@ -139,7 +151,23 @@ impl Validator<'_> {
                 self.problem(key, "must be at least 1 (or null for no limit)");
             }
         }
+        if f.rate_limits.burst == Some(0) {
+            self.problem(
+                "rate_limits.burst",
+                "must be at least 1 (or null for the per-second rate)",
+            );
+        }
+        if f.rate_limits.max_keys == 0 {
+            self.problem("rate_limits.max_keys", "must be at least 1");
+        }
         let tls = f.tls.and_then(|t| self.tls(t));
+        let mut trusted = Vec::new();
+        for (i, text) in f.trusted_proxies.iter().enumerate() {
+            match crate::client::Cidr::parse(text.trim()) {
+                Ok(block) => trusted.push(block),
+                Err(why) => self.problem(&format!("trusted_proxies[{i}]"), why),
+            }
+        }
         Config {
             source: PathBuf::from(self.name),
             listen,
@@ -162,9 +190,12 @@ impl Validator<'_> {
             rate_limits: RateLimits {
                 per_actor_per_second: f.rate_limits.per_actor_per_second,
                 per_client_per_second: f.rate_limits.per_client_per_second,
+                burst: f.rate_limits.burst,
+                max_keys: f.rate_limits.max_keys,
             },
             tls,
             authz,
+            trusted_proxies: crate::client::Trusted::new(trusted),
         }
     }
 
@@ -238,10 +269,17 @@ impl Validator<'_> {
                 "TLS to named upstreams is not supported by this build",
             );
         }
+        // Parsed, not resolved, like `upstream.address` (SPEC §7).
         let addresses = u
             .addresses
             .iter()
-            .map(|a| self.socket(&format!("{at}.addresses"), a))
+            .filter_map(|a| match crate::dns::Address::parse(a) {
+                Ok(address) => Some(std::sync::Arc::new(address)),
+                Err(why) => {
+                    self.problem(&format!("{at}.addresses"), why);
+                    None
+                }
+            })
             .collect();
         let health_check = u.health_check.map(|h| {
             if !h.path.starts_with('/') {
@@ -287,7 +325,18 @@ impl Validator<'_> {
     }
 
     fn upstream(&mut self, u: FileUpstream) -> Upstream {
-        let address = self.socket("upstream.address", &u.address);
+        // Parsed, not resolved: `check` does no lookups; `run` resolves a
+        // name at start (SPEC §7).
+        let address = match crate::dns::Address::parse(&u.address) {
+            Ok(address) => address,
+            Err(why) => {
+                self.problem("upstream.address", why);
+                crate::dns::Address::fixed(SocketAddr::from(([127, 0, 0, 1], 0)))
+            }
+        };
+        if u.dns_refresh_seconds == 0 {
+            self.problem("upstream.dns_refresh_seconds", "must be at least 1");
+        }
         let sni = u.sni.unwrap_or_else(|| {
             u.address
                 .rsplit_once(':')
@@ -347,7 +396,7 @@ impl Validator<'_> {
             self.problem("upstream.read_timeout_ms", "must be at least 1");
         }
         Upstream {
-            address,
+            address: std::sync::Arc::new(address),
             address_text: u.address,
             tls: u.tls,
             sni,
@@ -356,6 +405,7 @@ impl Validator<'_> {
             path_template,
             connect_timeout: Duration::from_millis(u.connect_timeout_ms),
             read_timeout: Duration::from_millis(u.read_timeout_ms),
+            dns_refresh: Duration::from_secs(u.dns_refresh_seconds.max(1)),
         }
     }
 

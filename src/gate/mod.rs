@@ -17,6 +17,7 @@
 //! label, headers and body; `headers.rs` the header rules that do not
 //! depend on the decision; `record.rs` the metrics and the decision line.
 
+mod framing;
 mod headers;
 mod outcome;
 pub mod record;
@@ -104,6 +105,10 @@ pub struct Facts<'a> {
     pub preflight_method: bool,
     /// The announced body length (`Content-Length`).
     pub content_length: Option<u64>,
+    /// A `Content-Length` header was sent, whatever its value.
+    pub has_content_length: bool,
+    /// Every `Transfer-Encoding` value (HTTP/1 only; HTTP/2 has none).
+    pub transfer_encoding: Values<'a>,
 }
 
 /// The outcome and what the metrics and the decision log need of it.
@@ -129,16 +134,21 @@ pub struct Gate {
     state: Arc<State>,
     /// Requests per second per actor (execute) and per client address
     /// (execute-public), when limits are configured.
-    actor_rate: Option<Limiter>,
-    client_rate: Option<Limiter>,
+    actor_rate: Option<Limiter<(Arc<str>, String)>>,
+    client_rate: Option<Limiter<Option<IpAddr>>>,
 }
 
 impl Gate {
     pub fn new(state: Arc<State>) -> Self {
         let limits = state.config.rate_limits;
+        let burst = |rate: u64| limits.burst.unwrap_or(rate);
         Gate {
-            actor_rate: limits.per_actor_per_second.map(Limiter::per_second),
-            client_rate: limits.per_client_per_second.map(Limiter::per_second),
+            actor_rate: limits
+                .per_actor_per_second
+                .map(|rate| Limiter::new(rate, burst(rate), limits.max_keys)),
+            client_rate: limits
+                .per_client_per_second
+                .map(|rate| Limiter::new(rate, burst(rate), limits.max_keys)),
             state,
         }
     }
@@ -159,6 +169,11 @@ impl Gate {
     /// The checks themselves; `record` gathers what was learned on the way.
     async fn checks(&self, facts: &Facts<'_>, record: &mut record::Learned) -> Outcome {
         let config = &self.state.config;
+
+        // 0. the framing: a body whose end is in doubt is not judged at all
+        if let Some(refusal) = framing::check(&facts.transfer_encoding, facts.has_content_length) {
+            return Outcome::Refuse(refusal);
+        }
 
         // 1. the target, screened and parsed once, from the bytes received
         let target = match route::parse(facts.target, &config.route_prefix) {
@@ -188,13 +203,14 @@ impl Gate {
         }
 
         // per client address on the public route (SPEC §7)
-        if target.route == Route::ExecutePublic
-            && self
-                .client_rate
-                .as_ref()
-                .is_some_and(|limit| limit.exceeded(&facts.client))
-        {
-            return Outcome::Refuse(Refusal::RateLimited);
+        if target.route == Route::ExecutePublic {
+            if let Some(limit) = &self.client_rate {
+                if let Err(wait) = limit.check(crate::limit::client_key(facts.client)) {
+                    return Outcome::Refuse(Refusal::RateLimited {
+                        retry_after: crate::limit::retry_after_seconds(wait),
+                    });
+                }
+            }
         }
 
         // 4. a policy set; this one set decides the whole request
@@ -213,13 +229,13 @@ impl Gate {
         };
         if let Some(identity) = &identity {
             record.actor = Some(identity.subject.clone());
-            let key = (&*identity.issuer, identity.subject.as_str());
-            if self
-                .actor_rate
-                .as_ref()
-                .is_some_and(|limit| limit.exceeded(&key))
-            {
-                return Outcome::Refuse(Refusal::RateLimited);
+            if let Some(limit) = &self.actor_rate {
+                let key = (identity.issuer.clone(), identity.subject.clone());
+                if let Err(wait) = limit.check(key) {
+                    return Outcome::Refuse(Refusal::RateLimited {
+                        retry_after: crate::limit::retry_after_seconds(wait),
+                    });
+                }
             }
         }
 

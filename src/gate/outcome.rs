@@ -75,14 +75,21 @@ impl Pass {
 /// its body or its upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// A `Transfer-Encoding` other than exactly one `chunked` (501); the
+    /// connection is closed.
+    TransferCoding,
+    /// Both `Content-Length` and `Transfer-Encoding` (400, RFC 9112 §6.1);
+    /// the connection is closed.
+    LengthAndCoding,
     /// The target failed the screen or matched no route (400, 414, 404).
     Target(route::Reject),
     /// A route with another method (405).
     Method,
     /// A project-id header that differs, or two that disagree (401).
     ProjectId { route: Route, why: &'static str },
-    /// A rate limit was exceeded (429).
-    RateLimited,
+    /// A rate limit was exceeded (429); the next request of the same key
+    /// passes in `retry_after` seconds.
+    RateLimited { retry_after: u64 },
     /// No policy set loaded yet (503).
     NoPolicies,
     /// No token, or a token that failed a check (401).
@@ -118,10 +125,12 @@ impl Refusal {
     /// The HTTP status of the answer.
     pub fn status(&self) -> u16 {
         match self {
+            Refusal::TransferCoding => 501,
+            Refusal::LengthAndCoding => 400,
             Refusal::Target(reject) => reject.status(),
             Refusal::Method => 405,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => 401,
-            Refusal::RateLimited => 429,
+            Refusal::RateLimited { .. } => 429,
             Refusal::NoPolicies | Refusal::KeysUnavailable | Refusal::NoHealthyUpstream => 503,
             Refusal::UnknownZambda => 404,
             Refusal::Denied { .. } => 403,
@@ -138,13 +147,15 @@ impl Refusal {
     pub fn label(&self) -> Label {
         match self {
             Refusal::Target(route::Reject::NoRoute) | Refusal::UnknownZambda => Label::NotFound,
-            Refusal::Target(_)
+            Refusal::TransferCoding
+            | Refusal::LengthAndCoding
+            | Refusal::Target(_)
             | Refusal::BodyTooLarge
             | Refusal::BadRequest
             | Refusal::Described(_) => Label::BadRequest,
             Refusal::Method => Label::MethodNotAllowed,
             Refusal::ProjectId { .. } | Refusal::Unauthenticated { .. } => Label::Unauthenticated,
-            Refusal::RateLimited => Label::RateLimited,
+            Refusal::RateLimited { .. } => Label::RateLimited,
             Refusal::NoPolicies
             | Refusal::KeysUnavailable
             | Refusal::NoHealthyUpstream
@@ -158,12 +169,14 @@ impl Refusal {
     /// The `message` of the JSON body; never any part of a token.
     pub fn message(&self) -> Cow<'static, str> {
         Cow::Borrowed(match self {
+            Refusal::TransferCoding => "transfer-encoding other than chunked is not supported",
+            Refusal::LengthAndCoding => "content-length and transfer-encoding together",
             Refusal::Target(reject) => reject.message(),
             Refusal::Method => "method not allowed",
             Refusal::ProjectId { why, .. }
             | Refusal::Unauthenticated { why, .. }
             | Refusal::Described(why) => why,
-            Refusal::RateLimited => "rate limit exceeded",
+            Refusal::RateLimited { .. } => "rate limit exceeded",
             Refusal::NoPolicies => "policies not loaded yet",
             Refusal::KeysUnavailable => "signing keys not available yet",
             Refusal::UnknownZambda => "zambda not found",
@@ -179,6 +192,13 @@ impl Refusal {
             Refusal::BadRequest => "bad request",
             Refusal::Internal(_) => "internal error",
         })
+    }
+
+    /// True when the connection must be closed after this answer: where
+    /// the request's body ends is in doubt, so nothing after it can be read
+    /// as a request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Refusal::TransferCoding | Refusal::LengthAndCoding)
     }
 
     /// `{"message": ..., "code": ..., "request_id": ...}`, the shape the
@@ -205,7 +225,10 @@ impl Refusal {
         } else {
             "POST"
         }));
-        let retry = matches!(self, Refusal::RateLimited).then_some(Cow::Borrowed("1"));
+        let retry = match self {
+            Refusal::RateLimited { retry_after } => Some(Cow::Owned(retry_after.to_string())),
+            _ => None,
+        };
         [
             challenge.map(|v| ("www-authenticate", v)),
             allow.map(|v| ("allow", v)),

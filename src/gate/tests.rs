@@ -88,6 +88,7 @@ struct Req {
     origin: Option<String>,
     preflight: bool,
     length: Option<u64>,
+    transfer_encoding: Vec<String>,
 }
 
 fn post(target: &str) -> Req {
@@ -117,6 +118,10 @@ impl Req {
         self.length = Some(n);
         self
     }
+    fn coding(mut self, te: &str) -> Self {
+        self.transfer_encoding.push(te.to_string());
+        self
+    }
 }
 
 /// What the test expects: the status (with the forward's path for 2xx).
@@ -141,6 +146,8 @@ async fn decide(gate: &Gate, r: &Req) -> Decided {
         origin: r.origin.as_deref(),
         preflight_method: r.preflight,
         content_length: r.length,
+        has_content_length: r.length.is_some(),
+        transfer_encoding: bytes(&r.transfer_encoding),
     };
     gate.decide(&facts).await
 }
@@ -210,6 +217,45 @@ async fn each_check_answers_in_the_order_of_spec_section_1() {
                 Want::Forward {
                     path: "/v1/zambda/open/execute-public",
                     label: Public,
+                },
+            ),
+            // 0. framing, before everything else
+            (
+                "chunked twice, on a bad path, without a token",
+                post("/v1/zambda/../alpha/execute").coding("chunked, chunked"),
+                Want::Refuse(501, BadRequest),
+            ),
+            (
+                "identity then chunked",
+                post("/v1/zambda/alpha/execute")
+                    .as_("alice")
+                    .coding("identity, chunked"),
+                Want::Refuse(501, BadRequest),
+            ),
+            (
+                "chunked in two headers",
+                post("/v1/zambda/alpha/execute")
+                    .as_("alice")
+                    .coding("chunked")
+                    .coding("chunked"),
+                Want::Refuse(501, BadRequest),
+            ),
+            (
+                "chunked with a content-length, on a bad path",
+                post("/v1/zambda/../alpha/execute")
+                    .as_("alice")
+                    .coding("chunked")
+                    .length(2),
+                Want::Refuse(400, BadRequest),
+            ),
+            (
+                "one chunked, any case",
+                post("/v1/zambda/alpha/execute")
+                    .as_("alice")
+                    .coding("Chunked"),
+                Want::Forward {
+                    path: "/v1/zambda/alpha/execute",
+                    label: Allow,
                 },
             ),
             // 1. target
@@ -562,6 +608,18 @@ fn the_refusal_table() {
     use route::Reject;
     let cases: Vec<(Refusal, u16, Label, &str)> = vec![
         (
+            Refusal::TransferCoding,
+            501,
+            Label::BadRequest,
+            "transfer-encoding other than chunked is not supported",
+        ),
+        (
+            Refusal::LengthAndCoding,
+            400,
+            Label::BadRequest,
+            "content-length and transfer-encoding together",
+        ),
+        (
             Refusal::Target(Reject::Malformed("dot segment")),
             400,
             Label::BadRequest,
@@ -595,7 +653,7 @@ fn the_refusal_table() {
             "project id does not match",
         ),
         (
-            Refusal::RateLimited,
+            Refusal::RateLimited { retry_after: 3 },
             429,
             Label::RateLimited,
             "rate limit exceeded",
@@ -723,7 +781,10 @@ fn refusal_headers() {
     .is_empty());
     assert_eq!(headers(Refusal::Method, false), ["allow: POST"]);
     assert_eq!(headers(Refusal::Method, true), ["allow: POST, OPTIONS"]);
-    assert_eq!(headers(Refusal::RateLimited, false), ["retry-after: 1"]);
+    assert_eq!(
+        headers(Refusal::RateLimited { retry_after: 7 }, false),
+        ["retry-after: 7"]
+    );
     assert!(headers(Refusal::Denied { zambda: "x".into() }, false).is_empty());
 }
 

@@ -2,6 +2,7 @@
 //! config's checks applied for every user, and no lock that can wedge it.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -139,5 +140,109 @@ fn defaults_need_a_configured_issuer_and_id_templates_need_ids() {
     assert!(
         errors.contains("zambda alpha") && errors.contains("uses {id}") && !errors.contains("beta"),
         "{errors}"
+    );
+}
+
+/// Same-length policy text with a different name (ALPHA vs this).
+const GAMMA: &str = "zambdas: [{id: z-3, name: gamma}]\n";
+
+#[test]
+fn polls_read_the_files_only_when_their_metadata_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("catalog.yaml");
+    std::fs::write(&file, ALPHA).unwrap();
+    let config = config(dir.path(), "");
+    let metrics = Metrics::new();
+    let store = Store::new();
+    store.start(&config, &metrics).unwrap();
+    assert_eq!(store.poll(&config, &metrics), None, "nothing moved");
+
+    // Rewritten in place, same length, modification time put back: the
+    // metadata did not move, so the poll does not read the file...
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    assert_eq!(ALPHA.len(), GAMMA.len());
+    let open = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut &open, GAMMA.as_bytes()).unwrap();
+    open.set_modified(modified).unwrap();
+    drop(open);
+    assert_eq!(store.poll(&config, &metrics), None);
+    assert_eq!(names(&store), ["alpha"]);
+    // ...until the periodic full read, which the content decides.
+    let later = Instant::now() + FULL_READ_INTERVAL;
+    assert_eq!(
+        store.poll_at(&config, &metrics, later),
+        Some(Reload::Installed)
+    );
+    assert_eq!(names(&store), ["gamma"]);
+    assert_eq!(store.poll(&config, &metrics), None);
+
+    // A touch moves the metadata: read, and found unchanged.
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(store.poll(&config, &metrics), Some(Reload::Unchanged));
+    assert_eq!(store.poll(&config, &metrics), None);
+
+    // A new file, and a re-pointed symlink, move it too.
+    std::fs::write(dir.path().join("more.yaml"), BETA).unwrap();
+    assert_eq!(store.poll(&config, &metrics), Some(Reload::Installed));
+    assert_eq!(names(&store), ["gamma", "beta"]);
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    std::os::unix::fs::symlink(&a, dir.path().join("data")).unwrap();
+    assert_eq!(store.poll(&config, &metrics), Some(Reload::Unchanged));
+    std::fs::remove_file(dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(&b, dir.path().join("data")).unwrap();
+    assert_eq!(store.poll(&config, &metrics), Some(Reload::Unchanged));
+    assert_eq!(store.poll(&config, &metrics), None);
+}
+
+#[test]
+fn several_directories_are_one_set() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    std::fs::write(one.path().join("a.yaml"), ALPHA).unwrap();
+    std::fs::write(two.path().join("b.yaml"), BETA).unwrap();
+    let text = format!(
+        "auth:\n  issuers:\n    - issuer: https://store.test/\n      audiences: [a]\n      \
+         algorithms: [RS256]\n      jwks_url: https://store.test/jwks.json\n\
+         policies:\n  dir: [{}, {}]\n",
+        one.path().display(),
+        two.path().display()
+    );
+    let config = Config::from_yaml(&text, "store-test.yaml", Path::new("/tmp")).unwrap();
+    assert_eq!(config.policies.dirs.len(), 2);
+    let metrics = Metrics::new();
+    let store = Store::new();
+    store.start(&config, &metrics).unwrap();
+    assert_eq!(names(&store), ["alpha", "beta"]);
+    assert_eq!(load(&config).unwrap().set.zambdas().count(), 2);
+
+    // a change in either is a change of the set
+    std::fs::write(two.path().join("b.yaml"), GAMMA).unwrap();
+    assert_eq!(store.reload(&config, &metrics, "test"), Reload::Installed);
+    assert_eq!(names(&store), ["alpha", "gamma"]);
+
+    // the same name in two directories is the error it is in two files
+    std::fs::write(two.path().join("b.yaml"), ALPHA).unwrap();
+    let errors = load(&config).unwrap_err().to_string();
+    assert!(errors.contains("alpha"), "{errors}");
+    assert_eq!(store.reload(&config, &metrics, "test"), Reload::Refused);
+
+    // an empty list is a config error naming the key
+    let empty = text.replace(
+        &format!("[{}, {}]", one.path().display(), two.path().display()),
+        "[]",
+    );
+    let err = Config::from_yaml(&empty, "store-test.yaml", Path::new("/tmp")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("store-test.yaml: policies.dir: list at least one directory"),
+        "{err}"
     );
 }

@@ -62,7 +62,7 @@ fn peers_get_the_configured_checks() {
     let path = dir.path().join("ca.pem");
     std::fs::write(&path, generate(1, "ca").0).unwrap();
     let mut upstream = config::Upstream {
-        address: "127.0.0.1:443".parse().unwrap(),
+        address: std::sync::Arc::new(crate::dns::Address::fixed("127.0.0.1:443".parse().unwrap())),
         address_text: "127.0.0.1:443".into(),
         tls: true,
         sni: "backend.test".into(),
@@ -71,9 +71,10 @@ fn peers_get_the_configured_checks() {
         path_template: None,
         connect_timeout: std::time::Duration::from_secs(1),
         read_timeout: std::time::Duration::from_secs(1),
+        dns_refresh: std::time::Duration::from_secs(30),
     };
     let peer = |u: &config::Upstream| {
-        let mut p = HttpPeer::new(u.address, u.tls, u.sni.clone());
+        let mut p = HttpPeer::new(u.address.addresses()[0], u.tls, u.sni.clone());
         configure_peer(&mut p, u);
         p
     };

@@ -149,16 +149,20 @@ pub fn run(paths: &[PathBuf], config: &Path) -> Result<Report, Invalid> {
         };
         // Held to the config as `run` would be, when there is one.
         let held_to = config.get().ok();
-        let set = sets
-            .entry(dir.clone())
-            .or_insert_with(|| match store::load_dir(&dir, held_to) {
-                Ok(loaded) => Some(loaded.set),
-                Err(errors) => {
-                    problems.push(format!("invalid policies in {}:", dir.display()));
-                    problems.extend(errors.0.iter().map(|e| format!("  {e}")));
-                    None
-                }
-            });
+        // The config's own set may span several directories.
+        let from_config = file.content.policies.is_none();
+        let load = || match held_to {
+            Some(config) if from_config => store::load(config),
+            _ => store::load_dir(&dir, held_to),
+        };
+        let set = sets.entry(dir.clone()).or_insert_with(|| match load() {
+            Ok(loaded) => Some(loaded.set),
+            Err(errors) => {
+                problems.push(format!("invalid policies in {}:", dir.display()));
+                problems.extend(errors.0.iter().map(|e| format!("  {e}")));
+                None
+            }
+        });
         let Some(set) = set.as_ref() else {
             continue;
         };

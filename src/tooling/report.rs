@@ -60,6 +60,7 @@ pub fn warnings(config: &Config, loaded: &policy::Loaded) -> Vec<String> {
         }
     }
     warnings.extend(crate::tls::warnings(config));
+    warnings.extend(config.warnings());
     warnings
 }
 

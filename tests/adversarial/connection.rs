@@ -84,9 +84,8 @@ fn check_pipelined(responses: &[Response], backend: &Recorder) {
     );
 }
 
-/// All four in one write. pingora answers pipelined requests one at a time
-/// or answers the first and closes (its default); either way nothing may
-/// get out of step.
+/// All four in one write: each is answered, in order (RFC 9112 §9.3.2),
+/// and nothing gets out of step.
 pub async fn pipelined_requests_with_a_denied_one_between_allowed_ones() {
     let jwks = JwksServer::start(&[&SigningKey::rsa1()]).await;
     let w = main_world(&jwks, None).await;
@@ -108,10 +107,93 @@ pub async fn pipelined_requests_with_a_denied_one_between_allowed_ones() {
             _ => break,
         }
     }
+    assert_eq!(responses.len(), 4, "a pipelined request went unanswered");
     check_pipelined(&responses, &w.backend);
     // and the proxy still serves a fresh connection
     let r = w.proxy.post(LAB, Some(&rs("lab-bot@clients")), &[]).await;
     assert_eq!(r.status, 200);
+}
+
+/// A pipeline that mixes routes, identities and refusals, in one write:
+/// each request is judged on its own (the public call carries no identity
+/// from the call before it), answered in order, and only the allowed ones
+/// reach the backend. The fourth has ambiguous framing: it is refused with
+/// `Connection: close`, and the request hidden behind it is never read.
+pub async fn a_pipeline_mixes_identities_refusals_and_bad_framing() {
+    let jwks = JwksServer::start(&[&SigningKey::rsa1()]).await;
+    let w = main_world(&jwks, None).await;
+    let lab = rs("lab-bot@clients");
+    let id = "x-oystehr-request-id";
+    let hidden = post(LAB).bearer(&lab).header(id, "hidden").bytes();
+    let ambiguous = format!(
+        "POST {LAB} HTTP/1.1\r\nhost: proxy.test\r\nauthorization: Bearer {lab}\r\n\
+         {id}: q4\r\ntransfer-encoding: chunked\r\ncontent-length: {}\r\n\r\n0\r\n\r\n",
+        5 + hidden.len()
+    );
+    let pipeline = [
+        post(LAB).bearer(&lab).keep_alive().header(id, "q1").bytes(),
+        post(SLOTS).keep_alive().header(id, "q2").bytes(),
+        post(BILLING).keep_alive().header(id, "q3").bytes(),
+        ambiguous.into_bytes(),
+        hidden,
+    ]
+    .concat();
+    let mut stream = TcpStream::connect(w.proxy.addr).await.unwrap();
+    stream.write_all(&pipeline).await.unwrap();
+    let mut buf = Vec::new();
+    let mut responses = Vec::new();
+    while let Ok(Ok(r)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_one(&mut stream, &mut buf, false),
+    )
+    .await
+    {
+        responses.push(r);
+    }
+    let got: Vec<(u16, Option<&str>, Option<&str>)> = responses
+        .iter()
+        .map(|r| {
+            (
+                r.status,
+                r.header("x-oystehr-request-id"),
+                r.header("connection"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (200, Some("q1"), Some("keep-alive")),
+            (200, Some("q2"), Some("keep-alive")),
+            (401, Some("q3"), Some("keep-alive")),
+            (400, Some("q4"), Some("close")),
+        ],
+        "answers out of step with the requests"
+    );
+    let seen: Vec<(String, Option<String>, Option<String>)> = w
+        .backend
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.target.clone(),
+                r.header(id).map(String::from),
+                r.header("x-zambda-actor").map(String::from),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                LAB.to_string(),
+                Some("q1".to_string()),
+                Some("lab-bot@clients".to_string())
+            ),
+            (SLOTS.to_string(), Some("q2".to_string()), None),
+        ],
+        "the backend saw other than the allowed requests, each with its own identity"
+    );
 }
 
 /// The same four on one keep-alive connection, each sent after the

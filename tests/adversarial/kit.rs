@@ -255,6 +255,17 @@ pub fn single_framing(o: &Outcome) -> Result<(), String> {
     }
 }
 
+/// The answer closes the connection and says so: `Connection: close`,
+/// and nothing more is answered on it (the driver reads on after the first
+/// answer, and any further answer fails the case).
+pub fn closes(o: &Outcome) -> Result<(), String> {
+    let r = o.response.as_ref().ok_or("no response")?;
+    match r.header("connection") {
+        Some(v) if v.eq_ignore_ascii_case("close") => Ok(()),
+        other => Err(format!("connection: {other:?}, want close")),
+    }
+}
+
 /// A 401 carrying RFC 6750's challenge; `error="invalid_token"` exactly
 /// when a token was presented.
 pub fn challenge(token_given: bool) -> impl Fn(&Outcome) -> Result<(), String> {

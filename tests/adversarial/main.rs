@@ -36,6 +36,7 @@ mod common;
 
 mod connection;
 mod driver;
+mod forwarded;
 mod framing;
 mod h2_codec;
 mod h2_tricks;
@@ -103,8 +104,18 @@ async fn pipelined_requests_with_a_denied_one_between_allowed_ones() {
 }
 
 #[tokio::test]
+async fn a_pipeline_mixes_identities_refusals_and_bad_framing() {
+    connection::a_pipeline_mixes_identities_refusals_and_bad_framing().await;
+}
+
+#[tokio::test]
 async fn keep_alive_requests_with_a_denied_one_between_allowed_ones() {
     connection::keep_alive_requests_with_a_denied_one_between_allowed_ones().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_peers() {
+    forwarded::forwarded_for_is_believed_only_from_trusted_peers().await;
 }
 
 #[tokio::test]
