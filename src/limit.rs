@@ -61,13 +61,13 @@ impl<K: Hash + Eq> Limiter<K> {
 
     /// Counts one request for `key` now: `Ok` when it may pass, else how
     /// long until the key's next request would.
-    pub fn check(&self, key: K) -> Result<(), Duration> {
+    pub fn admit(&self, key: K) -> Result<(), Duration> {
         let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.check_at(key, now)
+        self.admit_at(key, now)
     }
 
-    /// [`Self::check`] at `now` nanoseconds after the epoch.
-    fn check_at(&self, key: K, now: u64) -> Result<(), Duration> {
+    /// [`Self::admit`] at `now` nanoseconds after the epoch.
+    fn admit_at(&self, key: K, now: u64) -> Result<(), Duration> {
         // SHARDS is a power of two: the low bits of the hash pick the shard.
         let shard = (self.hasher.hash_one(&key) as usize) & (SHARDS - 1);
         let Ok(mut keys) = self.shards[shard].lock() else {
@@ -124,18 +124,18 @@ mod tests {
         // 10 per second: one request every 100 ms, bursts of 3
         let limit = Limiter::new(10, 3, 100);
         for i in 0..3 {
-            assert_eq!(limit.check_at("a", 0), Ok(()), "burst request {i}");
+            assert_eq!(limit.admit_at("a", 0), Ok(()), "burst request {i}");
         }
         assert_eq!(
-            limit.check_at("a", 0),
+            limit.admit_at("a", 0),
             Err(Duration::from_millis(100)),
             "the fourth at once waits one interval"
         );
-        assert_eq!(limit.check_at("a", 60 * MS), Err(Duration::from_millis(40)));
-        assert_eq!(limit.check_at("a", 100 * MS), Ok(()));
-        assert!(limit.check_at("a", 100 * MS).is_err());
+        assert_eq!(limit.admit_at("a", 60 * MS), Err(Duration::from_millis(40)));
+        assert_eq!(limit.admit_at("a", 100 * MS), Ok(()));
+        assert!(limit.admit_at("a", 100 * MS).is_err());
         // other keys are untouched by a's use
-        assert_eq!(limit.check_at("b", 100 * MS), Ok(()));
+        assert_eq!(limit.admit_at("b", 100 * MS), Ok(()));
     }
 
     #[test]
@@ -144,7 +144,7 @@ mod tests {
         let limit = Limiter::new(5, 5, 10);
         let mut passed = Vec::new();
         for t in (0..3_000).step_by(10) {
-            if limit.check_at("k", t * MS).is_ok() {
+            if limit.admit_at("k", t * MS).is_ok() {
                 passed.push(t);
             }
         }
@@ -157,23 +157,23 @@ mod tests {
     #[test]
     fn refused_requests_do_not_use_up_the_rate() {
         let limit = Limiter::new(1, 1, 10);
-        assert_eq!(limit.check_at("k", 0), Ok(()));
+        assert_eq!(limit.admit_at("k", 0), Ok(()));
         for t in 1..10 {
-            assert!(limit.check_at("k", t * 100 * MS).is_err());
+            assert!(limit.admit_at("k", t * 100 * MS).is_err());
         }
-        assert_eq!(limit.check_at("k", 1_000 * MS), Ok(()));
+        assert_eq!(limit.admit_at("k", 1_000 * MS), Ok(()));
     }
 
     #[test]
     fn kept_keys_are_bounded_least_recent_first() {
         let limit = Limiter::new(1, 1, 64);
         for k in 0..10_000u32 {
-            let _ = limit.check_at(k, 0);
+            let _ = limit.admit_at(k, 0);
         }
         assert!(limit.kept() <= 64, "kept {}", limit.kept());
         // the most recent key is still limited, the first was forgotten
-        assert!(limit.check_at(9_999, 0).is_err());
-        assert_eq!(limit.check_at(0, 0), Ok(()));
+        assert!(limit.admit_at(9_999, 0).is_err());
+        assert_eq!(limit.admit_at(0, 0), Ok(()));
     }
 
     #[test]
@@ -195,14 +195,14 @@ mod tests {
         assert_eq!(retry_after_seconds(Duration::ZERO), 1);
         // one request a minute: the wait is most of a minute
         let limit = Limiter::new(1, 1, 10);
-        let _ = limit.check_at("k", 0);
+        let _ = limit.admit_at("k", 0);
         let slow = Limiter {
             interval: 60 * NANOS_PER_SECOND,
             ..limit
         };
-        let _ = slow.check_at("m", 0);
+        let _ = slow.admit_at("m", 0);
         assert_eq!(
-            slow.check_at("m", 15 * NANOS_PER_SECOND)
+            slow.admit_at("m", 15 * NANOS_PER_SECOND)
                 .map_err(retry_after_seconds),
             Err(45)
         );

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use crate::authn;
 
-/// How many `request_duration` children [`Metrics::request_duration_for`]
+/// How many `request_duration` children [`Metrics::observe_request_duration`]
 /// keeps resolved; slots past it fall back to a label lookup.
 pub const DURATION_SLOTS: usize = 64;
 
@@ -37,7 +37,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// `request_duration` children, each resolved on first use: the label
     /// pairs are a small fixed set, so a request finds its histogram
-    /// without hashing its labels (see [`Metrics::request_duration_for`]).
+    /// without hashing its labels (see [`Metrics::observe_request_duration`]).
     request_durations: Box<[OnceLock<Histogram>]>,
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,

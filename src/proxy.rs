@@ -1,7 +1,7 @@
 //! The pingora [`ProxyHttp`] glue around the [`Gate`]: facts out of the
 //! session, the outcome onto the wire.
 //!
-//! [`Guard::request_filter`] reads the request's [`Facts`], asks the gate,
+//! [`Guard::request_filter`] reads the request's [`gate::Facts`], asks the gate,
 //! and either answers here (a refusal or a CORS preflight, with the JSON
 //! body and headers the gate's table gives) or keeps the gate's
 //! [`Forward`] in the context. The upstream phases build the one canonical

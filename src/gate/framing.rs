@@ -15,7 +15,7 @@ use super::{Refusal, Values};
 /// The framing refusal of a request, if any. `transfer_encoding` is every
 /// `Transfer-Encoding` value in order (several headers read as one list);
 /// `content_length` says whether any `Content-Length` header was sent.
-pub(super) fn check(transfer_encoding: &Values<'_>, content_length: bool) -> Option<Refusal> {
+pub(super) fn refusal(transfer_encoding: &Values<'_>, content_length: bool) -> Option<Refusal> {
     let values = transfer_encoding.as_slice();
     if values.is_empty() {
         return None;
@@ -55,7 +55,7 @@ mod tests {
 
     fn judge(values: &[&str], content_length: bool) -> Option<u16> {
         let values = Values::gather(values.iter().map(|v| v.as_bytes()));
-        check(&values, content_length).map(|r| r.status())
+        refusal(&values, content_length).map(|r| r.status())
     }
 
     #[test]

@@ -171,7 +171,8 @@ impl Gate {
         let config = &self.state.config;
 
         // 0. the framing: a body whose end is in doubt is not judged at all
-        if let Some(refusal) = framing::check(&facts.transfer_encoding, facts.has_content_length) {
+        if let Some(refusal) = framing::refusal(&facts.transfer_encoding, facts.has_content_length)
+        {
             return Outcome::Refuse(refusal);
         }
 
@@ -205,7 +206,7 @@ impl Gate {
         // per client address on the public route (SPEC §7)
         if target.route == Route::ExecutePublic {
             if let Some(limit) = &self.client_rate {
-                if let Err(wait) = limit.check(crate::limit::client_key(facts.client)) {
+                if let Err(wait) = limit.admit(crate::limit::client_key(facts.client)) {
                     return Outcome::Refuse(Refusal::RateLimited {
                         retry_after: crate::limit::retry_after_seconds(wait),
                     });
@@ -231,7 +232,7 @@ impl Gate {
             record.actor = Some(identity.subject.clone());
             if let Some(limit) = &self.actor_rate {
                 let key = (identity.issuer.clone(), identity.subject.clone());
-                if let Err(wait) = limit.check(key) {
+                if let Err(wait) = limit.admit(key) {
                     return Outcome::Refuse(Refusal::RateLimited {
                         retry_after: crate::limit::retry_after_seconds(wait),
                     });

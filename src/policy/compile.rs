@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::grammar::{check_rule, is_id, Kind, Resource};
+use super::grammar::{classify_rule, is_id, Kind, Resource};
 use super::load::{LoadError, LoadErrors, Loaded, Warning};
 use super::model::{
     Actor, Client, Defaults, Effect, Holdings, Origin, Policy, Role, Rule, Set, Slots, Subject,
@@ -709,7 +709,7 @@ impl Compiler {
         let mut targets = std::mem::take(&mut self.scratch);
         targets.clear();
         for (j, rule) in policy.rule.0.iter().enumerate() {
-            let checked = check_rule(rule);
+            let checked = classify_rule(rule);
             let valid = checked.problems.is_empty();
             for problem in checked.problems {
                 self.error(at, Part::Rule(j), problem);

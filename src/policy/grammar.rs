@@ -62,8 +62,8 @@ fn partial_glob(part: &str) -> bool {
     part != "*" && part.contains(['*', '?'])
 }
 
-/// Checks one rule: shape everywhere; exactness where it faces Zambdas.
-pub(super) fn check_rule(rule: &file::Rule) -> Checked<'_> {
+/// Classifies one rule: shape everywhere; exactness where it faces Zambdas.
+pub(super) fn classify_rule(rule: &file::Rule) -> Checked<'_> {
     let mut problems = Vec::new();
     let effect = match rule.effect.as_str() {
         "Allow" => Some(Effect::Allow),
