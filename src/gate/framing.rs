@@ -10,7 +10,7 @@
 //! refusals close the connection: after them, nobody knows where the next
 //! request starts.
 
-use super::{Refusal, Values};
+use super::{trim, Refusal, Values};
 
 /// The framing refusal of a request, if any. `transfer_encoding` is every
 /// `Transfer-Encoding` value in order (several headers read as one list);
@@ -36,17 +36,6 @@ pub(super) fn refusal(transfer_encoding: &Values<'_>, content_length: bool) -> O
         return Some(Refusal::LengthAndCoding);
     }
     None
-}
-
-/// Strips the optional white space around a list element.
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 #[cfg(test)]

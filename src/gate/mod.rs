@@ -400,6 +400,8 @@ fn project_id(expected: Option<&str>, values: &Values<'_>) -> Result<(), &'stati
     Ok(())
 }
 
+/// Strips the optional white space (spaces, tabs) around a header value or
+/// list element.
 fn trim(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
