@@ -108,16 +108,52 @@ impl Set {
             return Decision::IMPLICIT_DENY;
         };
         let mut allow = None;
-        for held in self.held(principal) {
-            let slots = self.slots(held.policy, zambda.index);
+        // The policies of `held`, in its order, as plain loops: this runs
+        // on every request, and the chained iterator `held` builds for
+        // `explain` costs a third of the decision when it is not inlined.
+        // The explain/decide agreement tests hold the two orders together.
+        let mut judge = |policy: u32| -> Option<Decision<'_>> {
+            let slots = self.slots(policy, zambda.index);
             if let Some(rule) = self.rule(slots.deny) {
-                return Decision {
+                return Some(Decision {
                     allowed: false,
                     deciding: Some(rule),
-                };
+                });
             }
             if allow.is_none() {
                 allow = self.rule(slots.allow);
+            }
+            None
+        };
+        let (bound, any) = self.actor_entries(principal);
+        let entries = [bound, any];
+        for holdings in entries.iter().flatten() {
+            if let Some(denied) = holdings.policy.and_then(&mut judge) {
+                return denied;
+            }
+        }
+        // A role's index is its policy's (see `Set`).
+        for holdings in entries.iter().flatten() {
+            for &role in holdings.roles.iter() {
+                if let Some(denied) = judge(role) {
+                    return denied;
+                }
+            }
+        }
+        if bound.is_none() && any.is_none() {
+            if let Some(defaults) = self.defaults_for(principal) {
+                for &role in defaults.roles.iter() {
+                    if let Some(denied) = judge(role) {
+                        return denied;
+                    }
+                }
+            }
+        }
+        for key in principal.token_roles {
+            if let Some(&role) = self.role_keys.get(key.as_str()) {
+                if let Some(denied) = judge(role) {
+                    return denied;
+                }
             }
         }
         Decision {
