@@ -93,15 +93,9 @@ pub fn describe<'a>(
                 target,
             });
         }
-        AuthzSource::Forwarded => ("x-forwarded-method", "x-forwarded-uri"),
-        AuthzSource::OriginalUri | AuthzSource::OriginalUrl => (
-            "x-original-method",
-            if source == AuthzSource::OriginalUri {
-                "x-original-uri"
-            } else {
-                "x-original-url"
-            },
-        ),
+        AuthzSource::Forwarded => (&FORWARDED_METHOD, &FORWARDED_URI),
+        AuthzSource::OriginalUri => (&ORIGINAL_METHOD, &ORIGINAL_URI),
+        AuthzSource::OriginalUrl => (&ORIGINAL_METHOD, &ORIGINAL_URL),
     };
     let method = one(headers, method_header)?;
     let method = http::Method::from_bytes(method)
@@ -117,25 +111,46 @@ pub fn describe<'a>(
     })
 }
 
+/// A header that describes the judged request, with its refusals.
+struct SourceHeader {
+    name: &'static str,
+    missing: &'static str,
+    repeated: &'static str,
+}
+
+const FORWARDED_METHOD: SourceHeader = SourceHeader {
+    name: "x-forwarded-method",
+    missing: "X-Forwarded-Method missing",
+    repeated: "X-Forwarded-Method repeated",
+};
+const FORWARDED_URI: SourceHeader = SourceHeader {
+    name: "x-forwarded-uri",
+    missing: "X-Forwarded-Uri missing",
+    repeated: "X-Forwarded-Uri repeated",
+};
+const ORIGINAL_METHOD: SourceHeader = SourceHeader {
+    name: "x-original-method",
+    missing: "X-Original-Method missing",
+    repeated: "X-Original-Method repeated",
+};
+const ORIGINAL_URI: SourceHeader = SourceHeader {
+    name: "x-original-uri",
+    missing: "X-Original-URI missing",
+    repeated: "X-Original-URI repeated",
+};
+const ORIGINAL_URL: SourceHeader = SourceHeader {
+    name: "x-original-url",
+    missing: "X-Original-URL missing",
+    repeated: "X-Original-URL repeated",
+};
+
 /// The value of a header that must be there exactly once.
-fn one<'a>(headers: &'a http::HeaderMap, name: &'static str) -> Result<&'a [u8], Refusal> {
-    let mut values = headers.get_all(name).iter();
+fn one<'a>(headers: &'a http::HeaderMap, header: &SourceHeader) -> Result<&'a [u8], Refusal> {
+    let mut values = headers.get_all(header.name).iter();
     match (values.next(), values.next()) {
         (Some(v), None) => Ok(v.as_bytes()),
-        (None, _) => Err(Refusal::Described(match name {
-            "x-forwarded-method" => "X-Forwarded-Method missing",
-            "x-forwarded-uri" => "X-Forwarded-Uri missing",
-            "x-original-method" => "X-Original-Method missing",
-            "x-original-uri" => "X-Original-URI missing",
-            _ => "X-Original-URL missing",
-        })),
-        (Some(_), Some(_)) => Err(Refusal::Described(match name {
-            "x-forwarded-method" => "X-Forwarded-Method repeated",
-            "x-forwarded-uri" => "X-Forwarded-Uri repeated",
-            "x-original-method" => "X-Original-Method repeated",
-            "x-original-uri" => "X-Original-URI repeated",
-            _ => "X-Original-URL repeated",
-        })),
+        (None, _) => Err(Refusal::Described(header.missing)),
+        (Some(_), Some(_)) => Err(Refusal::Described(header.repeated)),
     }
 }
 

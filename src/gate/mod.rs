@@ -34,7 +34,7 @@ pub use headers::{
     forwarded_for, is_reserved, request_id, PROJECT_ID_HEADERS, REQUEST_ID, ZAMBDA_ACTOR,
     ZAMBDA_ID, ZAMBDA_NAME, ZAMBDA_ROLES,
 };
-pub use outcome::{error_body, Forward, Label, Outcome, Pass, Refusal};
+pub use outcome::{Forward, Label, Outcome, Pass, Refusal};
 pub use record::Record;
 
 use crate::authn::{self, Rejection};

@@ -252,7 +252,7 @@ fn challenge(why: &str, token_given: bool) -> Cow<'static, str> {
 }
 
 /// `{"message": ..., "code": ..., "request_id": ...}`.
-pub fn error_body(message: &str, code: u16, request_id: &str) -> Bytes {
+fn error_body(message: &str, code: u16, request_id: &str) -> Bytes {
     let body = serde_json::json!({
         "message": message,
         "code": code,
