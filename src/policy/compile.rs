@@ -45,6 +45,7 @@ pub(super) fn compile(
         role_entries: Vec::new(),
         actor_entries: Vec::new(),
         scratch: Vec::new(),
+        id_less: false,
     };
     compiler.set.stats.files = paths.len();
     for file in &mut parsed {
@@ -189,6 +190,9 @@ struct Compiler {
     actor_entries: Vec<(Section, usize)>,
     /// A buffer `policy` reuses.
     scratch: Vec<Target>,
+    /// Whether some Zambda of the catalog has no id (known once the
+    /// catalog is merged): then a Deny naming an unknown Zambda is an error.
+    id_less: bool,
 }
 
 impl Compiler {
@@ -345,6 +349,7 @@ impl Compiler {
                 .map(|(id, zambda)| (id.into(), zambda.index)),
         );
         self.set.zambda_keys = keys;
+        self.id_less = self.set.any_zambda_without_id();
     }
 
     fn roles(&mut self, file: &mut Parsed) {
@@ -791,7 +796,7 @@ impl Compiler {
         if !self.complete {
             return;
         }
-        let refuse = effect == Effect::Deny && self.set.any_zambda_without_id();
+        let refuse = effect == Effect::Deny && self.id_less;
         for resource in resources {
             let Resource::Named(name) = resource else {
                 continue;
