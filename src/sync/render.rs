@@ -91,42 +91,39 @@ pub struct Counts {
 /// name then id, M2M clients by client id, role stubs by name then id),
 /// rules in the API's order, a final newline.
 pub fn render(snapshot: &Snapshot, settings: &Oystehr) -> Result<(Vec<u8>, Counts), String> {
-    let mut zambdas: Vec<Zambda<'_>> = snapshot
-        .zambdas
-        .iter()
-        .map(|z| Zambda {
+    let zambdas = sorted(
+        &snapshot.zambdas,
+        |z| Zambda {
             id: &z.id,
             name: &z.name,
             trigger_method: &z.trigger_method,
             upstream: settings.upstreams.get(&z.name).map(String::as_str),
-        })
-        .collect();
-    zambdas.sort_by(|a, b| (a.name, a.id).cmp(&(b.name, b.id)));
-    let mut roles: Vec<Role<'_>> = snapshot
-        .roles
-        .iter()
-        .map(|r| Role {
+        },
+        |z| (z.name, z.id),
+    );
+    let roles = sorted(
+        &snapshot.roles,
+        |r| Role {
             id: &r.id,
             name: &r.name,
             description: r.description.as_deref().filter(|d| !d.is_empty()),
             access_policy: r.access_policy.as_ref().map(canonical),
-        })
-        .collect();
-    roles.sort_by(|a, b| (a.name, a.id).cmp(&(b.name, b.id)));
-    let mut m2ms: Vec<M2m<'_>> = snapshot
-        .m2ms
-        .iter()
-        .map(|m| M2m {
+        },
+        |r| (r.name, r.id),
+    );
+    let m2ms = sorted(
+        &snapshot.m2ms,
+        |m| M2m {
             id: &m.id,
             client_id: &m.client_id,
             name: m.name.as_deref(),
             description: m.description.as_deref().filter(|d| !d.is_empty()),
             issuer: &settings.issuer,
             access_policy: m.access_policy.as_ref().map(canonical),
-            roles: stubs(&m.roles),
-        })
-        .collect();
-    m2ms.sort_by(|a, b| (a.client_id, a.id).cmp(&(b.client_id, b.id)));
+            roles: sorted(&m.roles, StubOut::from, |s| (s.name, s.id)),
+        },
+        |m| (m.client_id, m.id),
+    );
     let defaults: Vec<Defaults<'_>> = snapshot
         .default_patient_role
         .iter()
@@ -152,9 +149,14 @@ pub fn render(snapshot: &Snapshot, settings: &Oystehr) -> Result<(Vec<u8>, Count
     Ok((bytes, counts))
 }
 
-fn stubs(list: &[Stub]) -> Vec<StubOut<'_>> {
-    let mut out: Vec<StubOut<'_>> = list.iter().map(StubOut::from).collect();
-    out.sort_by(|a, b| (a.name, a.id).cmp(&(b.name, b.id)));
+/// `items` written as `write` makes them, sorted by `key`.
+fn sorted<'a, T, U, K: Ord>(
+    items: &'a [T],
+    write: impl Fn(&'a T) -> U,
+    key: impl Fn(&U) -> K,
+) -> Vec<U> {
+    let mut out: Vec<U> = items.iter().map(write).collect();
+    out.sort_by_key(|u| key(u));
     out
 }
 
