@@ -239,7 +239,7 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synced_project_is_enforced_and_kept_in_step() {
-    let mut w = World::start().await;
+    let w = World::start().await;
     w.assert_first_set().await;
 
     // The file: Oystehr's shapes, the issuer on clients and defaults,
@@ -413,10 +413,14 @@ async fn a_synced_project_is_enforced_and_kept_in_step() {
     w.api.change(|p| p.token_uses = None);
     assert_eq!(w.call("client1@clients", "update-chart").await, 200);
 
+    let metrics = get(w.sync_admin, "/metrics").await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(metrics.contains("zambda_guard_sync_total{result=\"failed\"}"));
+    let health = get(w.sync_admin, "/healthz").await.unwrap();
+    assert_eq!(health.status, 200);
     let _ = sync.kill();
     let _ = sync.wait();
-    w.assert_no_secret(&[]);
-    w.outputs.clear();
+    w.assert_no_secret(&[metrics]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
