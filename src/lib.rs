@@ -30,6 +30,8 @@
 //!   upstream's CA), for the config and for [`tls`].
 //! - [`explain`]: the decision for one principal and Zambda, for the CLI.
 //! - [`tooling`]: policy tests (`test`) and the impact of a change (`diff`).
+//! - [`sync`]: `zambda-guard sync`, which keeps a policy file in step with
+//!   an Oystehr project over its API, in a process of its own.
 //! - [`echo`]: the echo backend of the demo and of the end-to-end tests.
 //! - [`demo`]: the zero-setup demonstration (echo backend, generated key).
 
@@ -54,6 +56,7 @@ pub mod route;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod tls;
 pub mod tooling;
 pub mod upstreams;

@@ -44,6 +44,19 @@ enum Command {
     /// Start a self-contained demonstration: echo backend, generated key,
     /// example policies, and ready-to-paste curl commands.
     Demo(DemoArgs),
+    /// Keep a policy file in step with an Oystehr project (the `oystehr`
+    /// section of the config).
+    Sync(SyncArgs),
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Sync once and exit: 0 when the file is in step, 1 when the sync
+    /// failed (nothing written).
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(Args)]
@@ -167,6 +180,7 @@ fn main() -> ExitCode {
         Command::Test(args) => policy_test(&args),
         Command::Diff(args) => diff(&args),
         Command::Demo(args) => demo(args, hangups),
+        Command::Sync(args) => sync(&args),
     }
 }
 
@@ -305,7 +319,55 @@ fn check(path: &std::path::Path) -> ExitCode {
         println!("warning: {w}");
     }
     println!("{}", report::summary(&config, &loaded));
+    if let Some(o) = &config.oystehr {
+        println!(
+            "oystehr sync: project {} into {} every {}s, M2M clients and defaults bound to {}",
+            o.project_id,
+            o.path().display(),
+            o.interval.as_secs(),
+            o.issuer
+        );
+    }
     ExitCode::SUCCESS
+}
+
+fn sync(args: &SyncArgs) -> ExitCode {
+    let config = match load_config(&args.config.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(config.log.format);
+    let sync = match zambda_guard::sync::Sync::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.once {
+        return match runtime.block_on(sync.round()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        };
+    }
+    match runtime.block_on(sync.run_loop()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot listen for the sync's admin endpoints: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {

@@ -48,6 +48,30 @@ pub fn load(config: &Config) -> Result<Loaded, LoadErrors> {
     compile(read_dirs(&config.policies.dirs), Some(config))
 }
 
+/// Loads the config's policy directories as `run` would, with `text` in
+/// place of the file at `path` (added when no such file exists yet):
+/// whether a file about to be written leaves a valid set, checked before
+/// it is written.
+pub fn load_with(config: &Config, path: &Path, text: String) -> Result<Loaded, LoadErrors> {
+    let mut sources = read_dirs(&config.policies.dirs);
+    let same = |p: &Path| {
+        p.file_name() == path.file_name()
+            && match (p.parent(), path.parent()) {
+                (Some(a), Some(b)) => {
+                    a == b
+                        || a.canonicalize()
+                            .ok()
+                            .zip(b.canonicalize().ok())
+                            .is_some_and(|(a, b)| a == b)
+                }
+                _ => false,
+            }
+    };
+    sources.texts.retain(|(p, _)| !same(p));
+    sources.texts.push((path.to_path_buf(), text));
+    compile(sources, Some(config))
+}
+
 /// Reads every directory and merges what they hold, in the order given.
 fn read_dirs(dirs: &[PathBuf]) -> Sources {
     let mut all = Sources {

@@ -54,6 +54,9 @@ pub(super) struct File {
     pub(super) authz: FileAuthz,
     #[serde(default)]
     pub(super) trusted_proxies: Vec<String>,
+    /// Project sync (SPEC §10); read only by `sync` and `check`.
+    #[serde(default)]
+    pub(super) oystehr: Option<super::oystehr::FileOystehr>,
 }
 
 /// The decision-only service (SPEC §8).

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 mod file;
 mod model;
+mod oystehr;
 mod validate;
 
 pub use model::*;
+pub use oystehr::Oystehr;
 pub use validate::{is_hmac, parse_algorithm};
 
 /// Every problem found in a config file, one per line.

@@ -44,6 +44,8 @@ pub struct Config {
     pub authz: Option<Authz>,
     /// Peers whose `X-Forwarded-For` is believed (SPEC §1); empty = none.
     pub trusted_proxies: crate::client::Trusted,
+    /// Project sync (SPEC §10); `None` = `sync` refuses to run.
+    pub oystehr: Option<super::oystehr::Oystehr>,
 }
 
 impl Config {

@@ -39,12 +39,12 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, key: &str, message: impl fmt::Display) {
+    pub(super) fn problem(&mut self, key: &str, message: impl fmt::Display) {
         self.problems
             .push(format!("{}: {key}: {message}", self.name));
     }
 
-    fn path(&self, p: &Path) -> PathBuf {
+    pub(super) fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -52,7 +52,7 @@ impl Validator<'_> {
         }
     }
 
-    fn socket(&mut self, key: &str, text: &str) -> SocketAddr {
+    pub(super) fn socket(&mut self, key: &str, text: &str) -> SocketAddr {
         match text.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(addr)) => addr,
             Ok(None) => {
@@ -168,6 +168,9 @@ impl Validator<'_> {
                 Err(why) => self.problem(&format!("trusted_proxies[{i}]"), why),
             }
         }
+        let oystehr = f
+            .oystehr
+            .map(|o| self.oystehr(o, project_id.as_deref(), &policies, &auth, &upstreams));
         Config {
             source: PathBuf::from(self.name),
             listen,
@@ -196,6 +199,7 @@ impl Validator<'_> {
             tls,
             authz,
             trusted_proxies: crate::client::Trusted::new(trusted),
+            oystehr,
         }
     }
 
@@ -643,7 +647,7 @@ pub fn is_hmac(alg: jsonwebtoken::Algorithm) -> bool {
 
 /// `https` anywhere; plain `http` only to a loopback host (a JWKS fetched in
 /// the clear from elsewhere could be swapped by anyone on the path).
-fn validate_jwks_url(url: &str) -> Result<(), String> {
+pub(super) fn validate_jwks_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
     match parsed.scheme() {
         "https" => Ok(()),

@@ -220,6 +220,48 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
         ]},
         "serviceMonitor": {"enabled": True},
     },
+    # The sidecar kept in step with an Oystehr project: the first sync as an
+    # init container, the loop beside the proxy; policies from several
+    # ConfigMaps; a JWKS file mounted for an issuer; monitoring on.
+    "sync-sidecar": {
+        "config": {
+            "project_id": "4a5b8c2e-0000-4000-8000-000000000000",
+            "auth": {"issuers": [
+                {
+                    "issuer": "https://auth.example.com/",
+                    "audiences": ["https://api.example.com"],
+                    "algorithms": ["RS256"],
+                    "jwks_url": "https://auth.example.com/.well-known/jwks.json",
+                },
+                {
+                    "issuer": "https://internal.example.com/",
+                    "audiences": ["zambda-guard"],
+                    "algorithms": ["RS256"],
+                    "jwks_file": "/etc/zambda-guard/keys/jwks.json",
+                },
+            ]},
+            "oystehr": {"issuer": "https://auth.example.com/", "interval_seconds": 30},
+        },
+        "sync": {"enabled": True, "credentials": {"secretName": "oystehr-m2m"}},
+        "policies": {"extraConfigMaps": ["team-policies-a", "team-policies-b"]},
+        "extraVolumes": [{"name": "keys", "configMap": {"name": "internal-jwks"}}],
+        "extraVolumeMounts": [{"name": "keys", "mountPath": "/etc/zambda-guard/keys", "readOnly": True}],
+        "extraEnv": [{"name": "RUST_LOG", "value": "info"}],
+        "initContainers": [{"name": "wait", "image": "busybox:1.36", "command": ["true"]}],
+        "extraContainers": [{"name": "log-shipper", "image": "fluent/fluent-bit:3.0"}],
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+    },
+    # Standalone proxies reading a shared volume a CronJob keeps in step.
+    "sync-cronjob": {
+        "mode": "standalone",
+        "config": {
+            "upstream": {"address": "10.20.30.40:8080"},
+            "oystehr": {"issuer": "https://auth.example.com/", "project_id": "4a5b8c2e-0000-4000-8000-000000000000"},
+        },
+        "sync": {"enabled": True, "mode": "cronjob", "credentials": {"secretName": "oystehr-m2m"},
+                 "cronJob": {"claimName": "oystehr-policies"}},
+    },
     # The sidecar behind HTTPS, and TLS to a function that serves it on
     # loopback, verified against a CA from a Secret.
     "sidecar-tls": {

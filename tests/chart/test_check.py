@@ -59,18 +59,24 @@ def materialize(rendered, root: Path, objects: dict[tuple[str, str], dict[str, s
     mounts = mounted_volumes(rendered.pod_spec(), rendered.container())
     for mount_path, (mount, volume) in mounts.items():
         assert "subPath" not in mount, mount
+        directory = root / mount_path.lstrip("/")
         if "configMap" in volume:
-            source = ("ConfigMap", volume["configMap"]["name"])
-            items = volume["configMap"].get("items")
+            sources = [(("ConfigMap", volume["configMap"]["name"]), volume["configMap"].get("items"))]
         elif "secret" in volume:
-            source = ("Secret", volume["secret"]["secretName"])
-            items = volume["secret"].get("items")
+            sources = [(("Secret", volume["secret"]["secretName"]), volume["secret"].get("items"))]
+        elif "projected" in volume:
+            sources = [(("ConfigMap", p["configMap"]["name"]), p["configMap"].get("items"))
+                       for p in volume["projected"]["sources"]]
+        elif "emptyDir" in volume or "persistentVolumeClaim" in volume:
+            directory.mkdir(parents=True)  # what the sync writes into: empty at first
+            continue
         else:
             continue
-        assert source in objects, f"the pod mounts {source}, which the test did not provide"
-        data = objects[source]
-        files = {i["path"]: data[i["key"]] for i in items} if items else data
-        directory = root / mount_path.lstrip("/")
+        files = {}
+        for source, items in sources:
+            assert source in objects, f"the pod mounts {source}, which the test did not provide"
+            data = objects[source]
+            files.update({i["path"]: data[i["key"]] for i in items} if items else data)
         directory.mkdir(parents=True)
         for name, content in files.items():
             (directory / name).write_text(content)

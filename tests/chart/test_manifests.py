@@ -42,6 +42,10 @@ EXPECTED_KINDS = {
                          "Service", "Service", "ServiceAccount", "ServiceMonitor"],
     "sidecar-tls": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
                     "Service", "ServiceAccount"],
+    "sync-sidecar": ["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                     "PrometheusRule", "Service", "Service", "ServiceAccount", "ServiceMonitor"],
+    "sync-cronjob": ["ConfigMap", "ConfigMap", "CronJob", "Deployment", "NetworkPolicy",
+                     "PodDisruptionBudget", "Service", "ServiceAccount"],
 }
 
 

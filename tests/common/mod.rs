@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 #[allow(unused_imports)]
 pub use zambda_guard::echo::Recorder;
 
+pub mod oystehr;
 pub mod tls;
 
 pub const ISSUER: &str = "https://issuer.test/";

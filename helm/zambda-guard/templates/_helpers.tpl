@@ -97,6 +97,13 @@ app.kubernetes.io/part-of: zambda-guard
 {{- define "zambda-guard.policiesDir" -}}/etc/zambda-guard/policies{{- end }}
 {{- define "zambda-guard.tlsDir" -}}/etc/zambda-guard/tls{{- end }}
 {{- define "zambda-guard.upstreamCaDir" -}}/etc/zambda-guard/upstream-ca{{- end }}
+{{- define "zambda-guard.syncDir" -}}/etc/zambda-guard/oystehr{{- end }}
+
+{{/* Whether `zambda-guard sync` runs (sync.enabled): "sidecar", "cronjob" or "". */}}
+{{- define "zambda-guard.syncMode" -}}
+{{- $sync := .Values.sync | default dict }}
+{{- if and $sync.enabled (ne .Values.mode "embedded") }}{{ $sync.mode | default "sidecar" }}{{- end }}
+{{- end }}
 
 {{/* Whether zambda-guard serves HTTPS from the Secret tls.secretName: "true" or "". */}}
 {{- define "zambda-guard.tlsEnabled" -}}
@@ -169,6 +176,16 @@ cannot.
 {{- $policies := deepCopy (get $cfg "policies" | default dict) }}
 {{- $_ := set $policies "dir" (include "zambda-guard.policiesDir" .) }}
 {{- $_ := set $cfg "policies" $policies }}
+{{- if include "zambda-guard.syncMode" . }}
+{{- include "zambda-guard.checkSync" . }}
+{{- $oystehr := deepCopy (get $cfg "oystehr" | default dict) }}
+{{- $_ := set $oystehr "dir" (include "zambda-guard.syncDir" .) }}
+{{- $_ := set $oystehr "admin_listen" (printf "0.0.0.0:%d" (int .Values.sync.adminPort)) }}
+{{- $_ := set $cfg "oystehr" $oystehr }}
+{{- $_ := set $policies "dir" (list (include "zambda-guard.policiesDir" .) (include "zambda-guard.syncDir" .)) }}
+{{- else if get $cfg "oystehr" }}
+{{- fail "config.oystehr configures `zambda-guard sync`, which runs only with sync.enabled (and not in mode=embedded): set sync.enabled=true or remove config.oystehr" }}
+{{- end }}
 {{- $upstream := deepCopy (get $cfg "upstream" | default dict) }}
 {{- if eq .Values.mode "standalone" }}
 {{- $address := get $upstream "address" | default "" }}
@@ -255,6 +272,98 @@ it is for the front proxy alone. Renders nothing.
 {{- if ne .Values.service.type "ClusterIP" }}
 {{- fail (printf "authz.enabled puts the decision port on the Service, and service.type %s would open it outside the cluster; use service.type=ClusterIP (the front proxy calls it from inside)" .Values.service.type) }}
 {{- end }}
+{{- end }}
+
+{{/*
+What the schema cannot check about sync.enabled: the section it reads, the
+Secret it takes credentials from, the CronJob's volume, and a port of its own.
+Renders nothing.
+*/}}
+{{- define "zambda-guard.checkSync" -}}
+{{- $oystehr := .Values.config.oystehr | default dict }}
+{{- if not $oystehr.issuer }}
+{{- fail "sync.enabled needs config.oystehr.issuer: the configured issuer of the project's tokens, written on its M2M clients and default role" }}
+{{- end }}
+{{- if not (or $oystehr.project_id .Values.config.project_id) }}
+{{- fail "sync.enabled needs config.oystehr.project_id (or config.project_id): the Oystehr project to read" }}
+{{- end }}
+{{- if not .Values.sync.credentials.secretName }}
+{{- fail "sync.enabled needs sync.credentials.secretName: the existing Secret holding the M2M client's id and secret" }}
+{{- end }}
+{{- $port := toString (int .Values.sync.adminPort) }}
+{{- if or (eq $port (include "zambda-guard.proxyPort" .)) (eq $port (include "zambda-guard.adminPort" .)) }}
+{{- fail (printf "sync.adminPort %s is already the proxy or the admin port; give the sync loop a port of its own" $port) }}
+{{- end }}
+{{- if eq (include "zambda-guard.syncMode" .) "cronjob" }}
+{{- if ne .Values.mode "standalone" }}
+{{- fail "sync.mode=cronjob is for mode=standalone (in sidecar mode every pod runs its own sync: use sync.mode=sidecar)" }}
+{{- end }}
+{{- if not .Values.sync.cronJob.claimName }}
+{{- fail "sync.mode=cronjob needs sync.cronJob.claimName: an existing ReadWriteMany PersistentVolumeClaim the CronJob writes and the proxy pods read" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A sync container (`zambda-guard sync`), as one item of a `containers:` or
+`initContainers:` list: `once` runs one sync and exits (the init container,
+the CronJob), else the loop with its admin port and liveness probe. It
+alone gets the M2M client's credentials. Takes (list root once).
+*/}}
+{{- define "zambda-guard.syncContainer" -}}
+{{- $root := index . 0 }}
+{{- $once := index . 1 }}
+{{- $oystehr := $root.Values.config.oystehr | default dict }}
+- name: {{ ternary "zambda-guard-sync-init" "zambda-guard-sync" $once }}
+  image: {{ include "zambda-guard.image" $root | quote }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  args:
+    - sync
+    - --config
+    - {{ include "zambda-guard.configDir" $root }}/config.yaml
+    {{- if $once }}
+    - --once
+    {{- end }}
+  env:
+    - name: {{ $oystehr.client_id_env | default "OYSTEHR_CLIENT_ID" }}
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root.Values.sync.credentials.secretName }}
+          key: {{ $root.Values.sync.credentials.clientIdKey | quote }}
+    - name: {{ $oystehr.client_secret_env | default "OYSTEHR_CLIENT_SECRET" }}
+      valueFrom:
+        secretKeyRef:
+          name: {{ $root.Values.sync.credentials.secretName }}
+          key: {{ $root.Values.sync.credentials.clientSecretKey | quote }}
+  {{- if not $once }}
+  ports:
+    - name: sync-admin
+      containerPort: {{ int $root.Values.sync.adminPort }}
+      protocol: TCP
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: sync-admin
+    {{- toYaml $root.Values.sync.liveness | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.sync.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: zambda-guard-config
+      mountPath: {{ include "zambda-guard.configDir" $root }}
+      readOnly: true
+    # Read as well: the synced file is written only when the whole set loads.
+    - name: zambda-guard-policies
+      mountPath: {{ include "zambda-guard.policiesDir" $root }}
+      readOnly: true
+    - name: zambda-guard-oystehr
+      mountPath: {{ include "zambda-guard.syncDir" $root }}
 {{- end }}
 
 {{/* Hash of the rendered config.yaml: rolls the pods when the config changes, and only then. */}}
@@ -346,7 +455,7 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
       containerPort: {{ include "zambda-guard.authzPort" . }}
       protocol: TCP
     {{- end }}
-  {{- if or .Values.hmacSecrets .Values.env }}
+  {{- if or .Values.hmacSecrets .Values.env .Values.extraEnv }}
   env:
     {{- range .Values.hmacSecrets }}
     - name: {{ .env }}
@@ -356,6 +465,9 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
           key: {{ .key | quote }}
     {{- end }}
     {{- with .Values.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- end }}
@@ -404,8 +516,38 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
       mountPath: {{ include "zambda-guard.upstreamCaDir" . }}
       readOnly: true
     {{- end }}
+    {{- if include "zambda-guard.syncMode" . }}
+    - name: zambda-guard-oystehr
+      mountPath: {{ include "zambda-guard.syncDir" . }}
+      readOnly: true
+    {{- end }}
     - name: zambda-guard-tmp
       mountPath: /tmp
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The policies volume, as one item of a `volumes:` list: the policies ConfigMap,
+or with policies.extraConfigMaps one projected volume of all of them (it
+updates in place too). One directory either way.
+*/}}
+{{- define "zambda-guard.policiesVolume" -}}
+- name: zambda-guard-policies
+{{- with .Values.policies.extraConfigMaps }}
+  projected:
+    sources:
+      - configMap:
+          name: {{ include "zambda-guard.policiesConfigMapName" $ }}
+      {{- range . }}
+      - configMap:
+          name: {{ . }}
+      {{- end }}
+{{- else }}
+  configMap:
+    name: {{ include "zambda-guard.policiesConfigMapName" . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -419,9 +561,18 @@ restart. The upstream CA volume holds only the chosen key, as ca.crt.
 - name: zambda-guard-config
   configMap:
     name: {{ include "zambda-guard.configMapName" . }}
-- name: zambda-guard-policies
-  configMap:
-    name: {{ include "zambda-guard.policiesConfigMapName" . }}
+{{ include "zambda-guard.policiesVolume" . }}
+{{- with include "zambda-guard.syncMode" . }}
+- name: zambda-guard-oystehr
+  {{- if eq . "cronjob" }}
+  persistentVolumeClaim:
+    claimName: {{ $.Values.sync.cronJob.claimName }}
+    readOnly: true
+  {{- else }}
+  emptyDir:
+    sizeLimit: {{ $.Values.sync.sizeLimit }}
+  {{- end }}
+{{- end }}
 {{- if include "zambda-guard.tlsEnabled" . }}
 - name: zambda-guard-tls
   secret:
