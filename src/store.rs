@@ -25,6 +25,7 @@
 //! moved, or when the last full read is [`FULL_READ_INTERVAL`] old. The
 //! content fingerprint stays the final word on whether anything changed.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,16 +73,22 @@ pub fn load_with(config: &Config, path: &Path, text: String) -> Result<Loaded, L
     compile(sources, Some(config))
 }
 
-/// Reads every directory and merges what they hold, in the order given.
+/// Reads every directory and merges what they hold, in the order given. A
+/// file reached through two directories (one inside the other, as with
+/// `[policies, policies/oystehr]`) is read once, where it is first met.
 fn read_dirs(dirs: &[PathBuf]) -> Sources {
     let mut all = Sources {
         texts: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    let mut seen = HashSet::new();
     for dir in dirs {
         let one = policy::read_sources(dir);
-        all.texts.extend(one.texts);
+        all.texts.extend(one.texts.into_iter().filter(|(path, _)| {
+            // A path that cannot be resolved was still read: keep it.
+            path.canonicalize().map_or(true, |real| seen.insert(real))
+        }));
         all.errors.extend(one.errors);
         all.warnings.extend(one.warnings);
     }

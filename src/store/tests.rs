@@ -246,3 +246,29 @@ fn several_directories_are_one_set() {
         "{err}"
     );
 }
+
+#[test]
+fn a_directory_inside_another_is_read_once() {
+    let root = tempfile::tempdir().unwrap();
+    let inner = root.path().join("oystehr");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(root.path().join("a.yaml"), ALPHA).unwrap();
+    std::fs::write(inner.join("b.yaml"), BETA).unwrap();
+    let text = format!(
+        "auth:\n  issuers:\n    - issuer: https://store.test/\n      audiences: [a]\n      \
+         algorithms: [RS256]\n      jwks_url: https://store.test/jwks.json\n\
+         policies:\n  dir: [{}, {}]\n",
+        root.path().display(),
+        inner.display()
+    );
+    let config = Config::from_yaml(&text, "store-test.yaml", Path::new("/tmp")).unwrap();
+    let loaded = load(&config).unwrap();
+    assert_eq!(loaded.files.len(), 2, "{:?}", loaded.files);
+    let names: Vec<_> = loaded.set.zambdas().map(|z| z.name.clone()).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+
+    // the candidate of a file in the inner directory replaces it once
+    let candidate = load_with(&config, &inner.join("b.yaml"), GAMMA.to_owned()).unwrap();
+    let names: Vec<_> = candidate.set.zambdas().map(|z| z.name.clone()).collect();
+    assert_eq!(names, ["alpha", "gamma"]);
+}
