@@ -9,11 +9,18 @@
 //! Peak RSS is the kernel's high-water mark (`VmHWM` in
 //! `/proc/self/status`), so it includes the file texts and the parse; the
 //! RSS after the load, with the compiled set alone kept, is printed too.
+//! It allocates with mimalloc, as the `zambda-guard` binary does, so the
+//! figures are those of a start-up or reload in the proxy
+//! (remove the allocator lines below to measure with the system allocator).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// The binary's allocator (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let dir = PathBuf::from(
