@@ -41,6 +41,7 @@ pub struct Metrics {
     request_durations: Box<[OnceLock<Histogram>]>,
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,
+    pub upstream_duration: HistogramVec,
     pub policy_reloads: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub policy_generation: IntGauge,
@@ -107,6 +108,13 @@ impl Metrics {
                 "upstream_responses_total",
                 "Responses from the function backend by status class, or error when none came.",
                 &["class"],
+            ),
+            upstream_duration: histogram_vec(
+                r,
+                "upstream_duration_seconds",
+                "Time from choosing the function backend to the end of its response, by upstream (default or a named upstream) and status class (or error when none came).",
+                &["upstream", "class"],
+                REQUEST_BUCKETS,
             ),
             policy_reloads: counter_vec(
                 r,
@@ -184,10 +192,20 @@ impl Metrics {
         let build = int_gauge_vec(
             &m.registry,
             "build_info",
-            "Always 1; the version label tells which build is running.",
-            &["version"],
+            "Always 1; the labels tell which build is running: version, git revision (unknown when built without git) and compiler version.",
+            &["version", "revision", "rustc"],
         );
-        build.with_label_values(&[crate::VERSION]).set(1);
+        build
+            .with_label_values(&[crate::VERSION, crate::REVISION, crate::RUSTC])
+            .set(1);
+        // The standard process_* metrics (memory, CPU, open files, start
+        // time), unprefixed as every dashboard expects them.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::error!("process metrics not registered: {e}");
+        }
         m
     }
 
@@ -333,6 +351,9 @@ mod tests {
             .observe(0.001);
         m.decision_duration.observe(0.000_002);
         m.upstream_responses.with_label_values(&["2xx"]).inc();
+        m.upstream_duration
+            .with_label_values(&["default", "2xx"])
+            .observe(0.01);
         m.policy_reloads.with_label_values(&["ok"]).inc();
         let stats = authn::Stats::default();
         let text = m.render(&stats);
@@ -341,6 +362,7 @@ mod tests {
             ("request_duration_seconds", "histogram"),
             ("decision_duration_seconds", "histogram"),
             ("upstream_responses_total", "counter"),
+            ("upstream_duration_seconds", "histogram"),
             ("policy_reloads_total", "counter"),
             ("policy_generation", "gauge"),
             ("policy_last_reload_success", "gauge"),
@@ -362,9 +384,24 @@ mod tests {
             assert!(help.ends_with('.'), "help is not a sentence: {help}");
         }
         assert!(text.contains(&format!(
-            "zambda_guard_build_info{{version=\"{}\"}} 1",
+            "zambda_guard_build_info{{revision=\"{}\",rustc=\"{}\",version=\"{}\"}} 1",
+            crate::REVISION,
+            crate::RUSTC,
             crate::VERSION
         )));
+        assert!(!crate::REVISION.is_empty() && !crate::RUSTC.is_empty());
+        #[cfg(target_os = "linux")]
+        for metric in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("\n{metric} ")),
+                "{metric} missing:\n{text}"
+            );
+        }
     }
 
     #[test]
