@@ -394,9 +394,10 @@ impl Authenticator {
         let mut set = issuer.store.load_full();
         let mut found = verify::lookup(&set, kid, alg);
         if matches!(found, verify::Lookup::UnknownKid) && issuer.store.has_url() {
-            let waited = std::time::Instant::now();
-            jwks::refetch_for_unknown_kid(self, index, epoch).await;
-            *fetch_wait = Some(crate::clock::Interval::since(waited));
+            let began = std::time::Instant::now();
+            if jwks::refetch_for_unknown_kid(self, index, epoch).await {
+                *fetch_wait = Some(crate::clock::Interval::since(began));
+            }
             set = issuer.store.load_full();
             found = verify::lookup(&set, kid, alg);
         }

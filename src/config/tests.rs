@@ -493,7 +493,10 @@ fn telemetry_settings_are_checked() {
     for (value, fragment) in [
         ("otlp_endpoint: collector:4318", "telemetry.otlp_endpoint"),
         ("otlp_endpoint: ftp://collector", "telemetry.otlp_endpoint"),
-        ("otlp_endpoint: http://c:4318/?x=1", "telemetry.otlp_endpoint"),
+        (
+            "otlp_endpoint: http://c:4318/?x=1",
+            "telemetry.otlp_endpoint",
+        ),
         ("sample_ratio: 1.5", "telemetry.sample_ratio"),
         ("sample_ratio: -0.1", "telemetry.sample_ratio"),
         ("sampel_ratio: 0.5", "sampel_ratio"),
