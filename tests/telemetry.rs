@@ -206,75 +206,116 @@ const ALLOWED: [&str; 10] = [
     "enduser.id",
 ];
 
-fn telemetry_setup(
-    backend: SocketAddr,
-    jwks: &JwksServer,
-    receiver: SocketAddr,
-    extra: &str,
-) -> Setup {
-    let mut setup = Setup::new(backend, &jwks.url());
-    setup.extra = format!("telemetry:\n  otlp_endpoint: http://{receiver}\n{extra}");
-    setup.env = vec![
-        ("OTEL_BSP_SCHEDULE_DELAY".into(), "50".into()),
-        ("LOG_FORMAT".into(), "json".into()),
-    ];
-    setup
+/// A backend, an issuer serving `rsa1`, and a trace receiver.
+struct World {
+    backend: echo::Recorder,
+    addr: SocketAddr,
+    key: SigningKey,
+    jwks: JwksServer,
+    receiver: Receiver,
+}
+
+impl World {
+    async fn start(mode: Mode) -> World {
+        let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+            .await
+            .unwrap();
+        let key = SigningKey::rsa1();
+        let jwks = JwksServer::start(&[&key]).await;
+        World {
+            backend,
+            addr,
+            key,
+            jwks,
+            receiver: Receiver::start(mode).await,
+        }
+    }
+
+    /// A ready proxy exporting to `collector` (the receiver when `None`),
+    /// with `telemetry_extra` indented under `telemetry:` and `env` added,
+    /// logging JSON and exporting every 50 ms.
+    async fn proxy(
+        &self,
+        collector: Option<SocketAddr>,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Proxy {
+        let collector = collector.unwrap_or(self.receiver.addr);
+        let mut setup = Setup::new(self.addr, &self.jwks.url());
+        setup.extra = format!("telemetry:\n  otlp_endpoint: http://{collector}\n{extra}");
+        setup.env = [("OTEL_BSP_SCHEDULE_DELAY", "50"), ("LOG_FORMAT", "json")]
+            .iter()
+            .chain(env)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let proxy = Proxy::start(setup).await;
+        proxy.ready().await;
+        proxy
+    }
+
+    /// dr-alice's call of `patient-summary` with these extra headers.
+    async fn call(&self, proxy: &Proxy, token: Option<&str>, headers: &[(&str, &str)]) -> Response {
+        let own = self.key.sign(&claims("dr-alice"));
+        proxy
+            .post(
+                "/v1/zambda/patient-summary/execute",
+                Some(token.unwrap_or(&own)),
+                headers,
+            )
+            .await
+    }
+}
+
+fn traceparent(trace: &str, flags: &str) -> String {
+    format!("00-{trace}-{CALLER_SPAN}-{flags}")
+}
+
+/// The spans of `trace` the receiver has.
+fn of_trace(receiver: &Receiver, trace: &str) -> Vec<Span> {
+    receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id == unhex(trace))
+        .collect()
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const SERVER: &str = "POST /v1/zambda/{id}/execute";
 
 #[tokio::test]
 async fn a_call_is_one_trace_from_the_caller_through_the_function() {
-    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let receiver = Receiver::start(Mode::Answer).await;
+    let world = World::start(Mode::Answer).await;
     // The test's client is a trusted peer: its sampled flag is followed
     // even though the proxy would record no root trace of its own.
-    let setup = telemetry_setup(
-        addr,
-        &jwks,
-        receiver.addr,
-        "  sample_ratio: 0.0\ntrusted_proxies: [127.0.0.1/32]\n",
-    );
-    let proxy = Proxy::start(setup).await;
-    proxy.ready().await;
-    let token = key.sign(&claims("dr-alice"));
-    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let proxy = world
+        .proxy(
+            None,
+            "  sample_ratio: 0.0\ntrusted_proxies: [127.0.0.1/32]\n",
+            &[],
+        )
+        .await;
+    let token = world.key.sign(&claims("dr-alice"));
     let resp = proxy
         .post(
             "/v1/zambda/patient-summary/execute?mrn=secret-mrn-1234",
             Some(&token),
-            &[("traceparent", &traceparent), ("tracestate", "vendor=abc")],
+            &[
+                ("traceparent", &traceparent(TRACE, "01")),
+                ("tracestate", "vendor=abc"),
+            ],
         )
         .await;
     assert_eq!(resp.status, 200);
 
-    let spans = receiver
-        .wait_for(&unhex(TRACE), "POST /v1/zambda/{id}/execute")
-        .await;
-    let spans = {
-        // The upstream span ends before the server span: wait for all three.
-        eventually("three spans", || {
-            receiver
-                .spans()
-                .iter()
-                .filter(|s| s.trace_id == unhex(TRACE))
-                .count()
-                >= 3
-        })
-        .await;
-        let _ = spans;
-        receiver
-            .spans()
-            .into_iter()
-            .filter(|s| s.trace_id == unhex(TRACE))
-            .collect::<Vec<_>>()
-    };
-    let server = named(&spans, "POST /v1/zambda/{id}/execute");
+    // The upstream span ends before the server span: wait for all three.
+    world.receiver.wait_for(&unhex(TRACE), SERVER).await;
+    eventually("three spans", || {
+        of_trace(&world.receiver, TRACE).len() >= 3
+    })
+    .await;
+    let spans = of_trace(&world.receiver, TRACE);
+    let server = named(&spans, SERVER);
     assert_eq!(server.kind, SpanKind::Server as i32);
     assert_eq!(
         hex(&server.parent_span_id),
@@ -319,7 +360,7 @@ async fn a_call_is_one_trace_from_the_caller_through_the_function() {
     );
 
     // The function sees the same trace, as a child of the upstream span.
-    let received = &backend.requests()[0];
+    let received = &world.backend.requests()[0];
     assert_eq!(
         received.header_values("traceparent"),
         [format!("00-{TRACE}-{}-01", hex(&upstream.span_id))]
@@ -344,10 +385,10 @@ async fn a_call_is_one_trace_from_the_caller_through_the_function() {
         }
     }
     assert_eq!(
-        receiver.service.lock().unwrap().as_deref(),
+        world.receiver.service.lock().unwrap().as_deref(),
         Some("zambda-guard")
     );
-    assert_eq!(receiver.paths.lock().unwrap()[0], "/v1/traces");
+    assert_eq!(world.receiver.paths.lock().unwrap()[0], "/v1/traces");
 
     // The access line carries the ids of the server span.
     eventually("the decision line", || {
@@ -379,75 +420,42 @@ async fn a_call_is_one_trace_from_the_caller_through_the_function() {
 
 #[tokio::test]
 async fn an_untrusted_callers_flag_is_not_followed_and_the_actor_is_opt_in() {
-    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let receiver = Receiver::start(Mode::Answer).await;
-    let setup = telemetry_setup(
-        addr,
-        &jwks,
-        receiver.addr,
-        "  sample_ratio: 0.0\n  include_actor: true\n",
-    );
-    let proxy = Proxy::start(setup).await;
-    proxy.ready().await;
-    let token = key.sign(&claims("dr-alice"));
-    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    let resp = proxy
-        .post(
-            "/v1/zambda/patient-summary/execute",
-            Some(&token),
-            &[("traceparent", &traceparent)],
-        )
+    let world = World::start(Mode::Answer).await;
+    let proxy = world
+        .proxy(None, "  sample_ratio: 0.0\n  include_actor: true\n", &[])
+        .await;
+    let resp = world
+        .call(&proxy, None, &[("traceparent", &traceparent(TRACE, "01"))])
         .await;
     assert_eq!(resp.status, 200);
     // The trace goes on, unsampled: the caller could not choose to be
     // recorded at a ratio of 0.
-    let sent = backend.requests()[0].header_values("traceparent")[0].to_string();
+    let sent = world.backend.requests()[0].header_values("traceparent")[0].to_string();
     assert!(sent.starts_with(&format!("00-{TRACE}-")), "{sent}");
     assert!(sent.ends_with("-00"), "{sent}");
     assert!(!sent.contains(CALLER_SPAN), "{sent}");
 
     // A proxy that samples every root trace, asked to name the actor.
-    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let setup = telemetry_setup(addr, &jwks, receiver.addr, "  include_actor: true\n");
-    let proxy = Proxy::start(setup).await;
-    proxy.ready().await;
+    let proxy = world.proxy(None, "  include_actor: true\n", &[]).await;
     let other = "0af7651916cd43dd8448eb211c80319c";
-    let resp = proxy
-        .post(
-            "/v1/zambda/patient-summary/execute",
-            Some(&token),
-            &[("traceparent", &format!("00-{other}-{CALLER_SPAN}-00"))],
-        )
+    let resp = world
+        .call(&proxy, None, &[("traceparent", &traceparent(other, "00"))])
         .await;
     assert_eq!(resp.status, 200);
-    let spans = receiver
-        .wait_for(&unhex(other), "POST /v1/zambda/{id}/execute")
-        .await;
-    let server = named(&spans, "POST /v1/zambda/{id}/execute");
+    let spans = world.receiver.wait_for(&unhex(other), SERVER).await;
+    let server = named(&spans, SERVER);
     assert_eq!(attr(server, "enduser.id").as_deref(), Some("dr-alice"));
     // Nothing of the first proxy's unsampled trace was exported.
-    assert!(receiver.spans().iter().all(|s| s.trace_id != unhex(TRACE)));
+    assert!(of_trace(&world.receiver, TRACE).is_empty());
 }
 
 #[tokio::test]
 async fn a_key_fetch_the_token_check_waits_for_is_a_span_of_its_own() {
-    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let old = SigningKey::rsa1();
-    let new = SigningKey::rsa2();
-    let jwks = JwksServer::start(&[&old]).await;
-    let receiver = Receiver::start(Mode::Answer).await;
-    let proxy = Proxy::start(telemetry_setup(addr, &jwks, receiver.addr, "")).await;
-    proxy.ready().await;
+    let world = World::start(Mode::Answer).await;
+    let proxy = world.proxy(None, "", &[]).await;
     // The issuer rotates: the new key's id is unknown until a re-fetch.
-    jwks.serve(&[&old, &new]);
+    let new = SigningKey::rsa2();
+    world.jwks.serve(&[&world.key, &new]);
     let token = new.sign(&claims("dr-alice"));
     let traces = [
         "11111111111111111111111111111111",
@@ -456,11 +464,11 @@ async fn a_key_fetch_the_token_check_waits_for_is_a_span_of_its_own() {
     ];
     let mut answered = None;
     for (i, trace) in traces.iter().enumerate() {
-        let resp = proxy
-            .post(
-                "/v1/zambda/patient-summary/execute",
+        let resp = world
+            .call(
+                &proxy,
                 Some(&token),
-                &[("traceparent", &format!("00-{trace}-{CALLER_SPAN}-01"))],
+                &[("traceparent", &traceparent(trace, "01"))],
             )
             .await;
         if resp.status == 200 {
@@ -471,8 +479,10 @@ async fn a_key_fetch_the_token_check_waits_for_is_a_span_of_its_own() {
         assert!(i + 1 < traces.len(), "never accepted: {}", resp.status);
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let trace = unhex(answered.unwrap());
-    let spans = receiver.wait_for(&trace, "JWKS fetch").await;
+    let spans = world
+        .receiver
+        .wait_for(&unhex(answered.unwrap()), "JWKS fetch")
+        .await;
     let fetch = named(&spans, "JWKS fetch");
     let check = named(&spans, "token check");
     assert_eq!(fetch.parent_span_id, check.span_id);
@@ -482,34 +492,21 @@ async fn a_key_fetch_the_token_check_waits_for_is_a_span_of_its_own() {
 
 #[tokio::test]
 async fn requests_never_wait_on_a_collector_that_hangs_or_is_gone() {
-    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let hanging = Receiver::start(Mode::Hang).await;
+    let world = World::start(Mode::Hang).await;
     let gone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let token = key.sign(&claims("dr-alice"));
-    for collector in [hanging.addr, gone] {
-        let mut setup = telemetry_setup(addr, &jwks, collector, "");
-        // A small queue that the stuck exporter fills at once.
-        setup
-            .env
-            .push(("OTEL_BSP_MAX_QUEUE_SIZE".into(), "4".into()));
-        setup
-            .env
-            .push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE".into(), "2".into()));
-        let proxy = Proxy::start(setup).await;
-        proxy.ready().await;
+    // A small queue that the stuck exporter fills at once.
+    let small = [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2"),
+    ];
+    for collector in [world.receiver.addr, gone] {
+        let proxy = world.proxy(Some(collector), "", &small).await;
         for _ in 0..40 {
             // A bound on liveness, not a speed measurement: a request that
             // waited on the exporter would wait for as long as it hangs.
-            let resp = tokio::time::timeout(
-                Duration::from_secs(20),
-                proxy.post("/v1/zambda/patient-summary/execute", Some(&token), &[]),
-            )
-            .await
-            .expect("a request waited on the span exporter");
+            let resp = tokio::time::timeout(Duration::from_secs(20), world.call(&proxy, None, &[]))
+                .await
+                .expect("a request waited on the span exporter");
             assert_eq!(resp.status, 200);
         }
     }
@@ -517,29 +514,18 @@ async fn requests_never_wait_on_a_collector_that_hangs_or_is_gone() {
 
 #[tokio::test]
 async fn pending_spans_are_sent_before_a_drained_process_exits() {
-    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let receiver = Receiver::start(Mode::Answer).await;
-    let mut setup = telemetry_setup(addr, &jwks, receiver.addr, "");
+    let world = World::start(Mode::Answer).await;
     // Nothing is exported on a schedule within the test: only the flush
     // at exit can deliver the span.
-    setup.env[0].1 = "600000".into();
-    let mut proxy = Proxy::start(setup).await;
-    proxy.ready().await;
-    let token = key.sign(&claims("dr-alice"));
+    let mut proxy = world
+        .proxy(None, "", &[("OTEL_BSP_SCHEDULE_DELAY", "600000")])
+        .await;
     let trace = "44444444444444444444444444444444";
-    let resp = proxy
-        .post(
-            "/v1/zambda/patient-summary/execute",
-            Some(&token),
-            &[("traceparent", &format!("00-{trace}-{CALLER_SPAN}-01"))],
-        )
+    let resp = world
+        .call(&proxy, None, &[("traceparent", &traceparent(trace, "01"))])
         .await;
     assert_eq!(resp.status, 200);
-    assert!(receiver.spans().is_empty());
+    assert!(world.receiver.spans().is_empty());
     proxy.signal("TERM");
     let status = tokio::task::spawn_blocking(move || {
         let status = proxy.child.wait().unwrap();
@@ -549,15 +535,9 @@ async fn pending_spans_are_sent_before_a_drained_process_exits() {
     .unwrap()
     .0;
     assert!(status.success(), "{status:?}");
-    let spans: Vec<Span> = receiver
-        .spans()
-        .into_iter()
-        .filter(|s| s.trace_id == unhex(trace))
-        .collect();
+    let spans = of_trace(&world.receiver, trace);
     assert!(
-        spans
-            .iter()
-            .any(|s| s.name == "POST /v1/zambda/{id}/execute"),
+        spans.iter().any(|s| s.name == SERVER),
         "{:?}",
         names(&spans)
     );
@@ -565,30 +545,26 @@ async fn pending_spans_are_sent_before_a_drained_process_exits() {
 
 #[tokio::test]
 async fn the_decision_service_draws_a_server_span_per_request() {
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let receiver = Receiver::start(Mode::Answer).await;
+    let world = World::start(Mode::Answer).await;
     let authz_port = free_port();
-    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let setup = telemetry_setup(
-        addr,
-        &jwks,
-        receiver.addr,
-        &format!("authz_listen: 127.0.0.1:{authz_port}\nauthz:\n  source: forwarded\n"),
-    );
-    let proxy = Proxy::start(setup).await;
-    proxy.ready().await;
-    let token = key.sign(&claims("dr-alice"));
+    let proxy = world
+        .proxy(
+            None,
+            &format!("authz_listen: 127.0.0.1:{authz_port}\nauthz:\n  source: forwarded\n"),
+            &[],
+        )
+        .await;
+    let token = world.key.sign(&claims("dr-alice"));
     let trace = "55555555555555555555555555555555";
     let request = format!(
-        "GET /auth HTTP/1.1\r\nhost: authz\r\nx-forwarded-method: POST\r\nx-forwarded-uri: /v1/zambda/billing-export/execute\r\nauthorization: Bearer {token}\r\ntraceparent: 00-{trace}-{CALLER_SPAN}-01\r\nconnection: close\r\n\r\n"
+        "GET /auth HTTP/1.1\r\nhost: authz\r\nx-forwarded-method: POST\r\nx-forwarded-uri: /v1/zambda/billing-export/execute\r\nauthorization: Bearer {token}\r\ntraceparent: {}\r\nconnection: close\r\n\r\n",
+        traceparent(trace, "01")
     );
     let authz: SocketAddr = format!("127.0.0.1:{authz_port}").parse().unwrap();
     let resp = send(authz, request.as_bytes()).await.unwrap();
     assert_eq!(resp.status, 403);
-    let spans = receiver
+    let spans = world
+        .receiver
         .wait_for(&unhex(trace), "GET /v1/zambda/{id}/execute")
         .await;
     let server = named(&spans, "GET /v1/zambda/{id}/execute");
@@ -607,4 +583,5 @@ async fn the_decision_service_draws_a_server_span_per_request() {
         "no upstream span: {:?}",
         names(&spans)
     );
+    drop(proxy);
 }

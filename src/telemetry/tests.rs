@@ -15,11 +15,14 @@ fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 
     }
 }
 
+/// The config's endpoint, the environment, and the URL spans go to.
+type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], Option<&'a str>);
+
 #[test]
 fn the_endpoint_comes_from_the_config_then_the_environment() {
     let base = "OTEL_EXPORTER_OTLP_ENDPOINT";
     let traces = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-    let cases: &[(Option<&str>, &[(&str, &str)], Option<&str>)] = &[
+    let cases: &[Case<'_>] = &[
         (None, &[], None),
         (None, &[(base, " ")], None),
         (
