@@ -29,7 +29,6 @@ use crate::gate::record::{Answer, Listener};
 use crate::gate::{self, Forward, Gate, Outcome, Refusal};
 use crate::route;
 use crate::state::State;
-use crate::telemetry;
 use crate::wire;
 use tracing::Instrument;
 
@@ -369,7 +368,7 @@ impl HttpServerApp for Authz {
             bytes_in: session.body_bytes_read() as u64,
             bytes_out: session.body_bytes_sent() as u64,
         };
-        telemetry::finish(&self.gate, trace, &decided.record, &answer);
+        wire::finish(&self.gate, trace, &decided.record, &answer);
         if status == 0 {
             return None;
         }

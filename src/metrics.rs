@@ -31,6 +31,9 @@ const DECISION_BUCKETS: &[f64] = &[
     1.0, 2.0,
 ];
 
+/// The `class` label values of the upstream metrics.
+pub const UPSTREAM_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -42,6 +45,9 @@ pub struct Metrics {
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,
     pub upstream_duration: HistogramVec,
+    /// The default upstream's `upstream_duration` children by class, each
+    /// resolved on first use (as `request_durations`).
+    default_upstream_durations: [OnceLock<Histogram>; UPSTREAM_CLASSES.len()],
     pub policy_reloads: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub policy_generation: IntGauge,
@@ -75,6 +81,24 @@ impl Metrics {
             None => self
                 .request_duration
                 .with_label_values(&[route, decision])
+                .observe(seconds),
+        }
+    }
+
+    /// Observes an upstream exchange in `upstream_duration_seconds`;
+    /// `upstream` is a named upstream, `None` the default one.
+    pub fn observe_upstream_duration(&self, upstream: Option<&str>, class: &str, seconds: f64) {
+        let slot = UPSTREAM_CLASSES.iter().position(|c| *c == class);
+        match (upstream, slot) {
+            (None, Some(slot)) => self.default_upstream_durations[slot]
+                .get_or_init(|| {
+                    self.upstream_duration
+                        .with_label_values(&["default", class])
+                })
+                .observe(seconds),
+            (name, _) => self
+                .upstream_duration
+                .with_label_values(&[name.unwrap_or("default"), class])
                 .observe(seconds),
         }
     }
@@ -116,6 +140,7 @@ impl Metrics {
                 &["upstream", "class"],
                 REQUEST_BUCKETS,
             ),
+            default_upstream_durations: Default::default(),
             policy_reloads: counter_vec(
                 r,
                 "policy_reloads_total",

@@ -113,16 +113,12 @@ impl Guard {
             time: started.elapsed(),
         };
         ctx.upstream = Some(upstream);
-        let name = ctx
-            .forward
-            .as_ref()
-            .and_then(|f| f.upstream.as_deref())
-            .unwrap_or("default");
-        self.state()
-            .metrics
-            .upstream_duration
-            .with_label_values(&[name, Upstream::class(upstream.status)])
-            .observe(upstream.time.as_secs_f64());
+        let name = ctx.forward.as_ref().and_then(|f| f.upstream.as_deref());
+        self.state().metrics.observe_upstream_duration(
+            name,
+            Upstream::class(upstream.status),
+            upstream.time.as_secs_f64(),
+        );
         if let Some(trace) = &mut ctx.trace {
             trace.end_upstream(upstream.status);
         }
@@ -580,7 +576,7 @@ impl ProxyHttp for Guard {
             bytes_in: downstream.body_bytes_read() as u64,
             bytes_out: downstream.body_bytes_sent() as u64,
         };
-        telemetry::finish(&self.gate, ctx.trace.take(), record, &answer);
+        wire::finish(&self.gate, ctx.trace.take(), record, &answer);
     }
 }
 

@@ -33,7 +33,6 @@ use opentelemetry_sdk::Resource;
 
 use crate::clock::Interval;
 use crate::config::Config;
-use crate::gate::record::{Answer, Record, Upstream};
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor
 /// `OTEL_RESOURCE_ATTRIBUTES` names one.
@@ -207,6 +206,30 @@ impl Telemetry {
     }
 }
 
+/// What the server span says of a decided and answered request: the
+/// fixed list of SPEC §9, as plain values (the door reads them off the
+/// gate's record and its answer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary<'a> {
+    /// The method received.
+    pub method: &'a str,
+    /// The route's path segment (`execute`, `execute-public`), if routed.
+    pub route: Option<&'a str>,
+    /// The status sent; 0 when none could be.
+    pub status: u16,
+    pub zambda: Option<&'a str>,
+    pub decision: &'a str,
+    /// The deciding rule, when a policy decided.
+    pub rule: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    /// The actor, written only with `telemetry.include_actor`.
+    pub actor: Option<&'a str>,
+    pub upstream_status: Option<u16>,
+    pub upstream_time: Option<Duration>,
+    pub token_check: Option<Interval>,
+    pub jwks_wait: Option<Interval>,
+}
+
 /// The spans of one request, from its arrival to its answer.
 pub struct RequestTrace {
     tracer: SdkTracer,
@@ -265,7 +288,7 @@ impl RequestTrace {
                     span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
                     // A client span fails on any 4xx or 5xx (semantic conventions).
                     if code >= 400 {
-                        span.set_status(Status::error(Upstream::class(status)));
+                        span.set_status(Status::error("error status"));
                     }
                 }
                 None => span.set_status(Status::error("no response")),
@@ -276,82 +299,73 @@ impl RequestTrace {
 
     /// Ends the server span with the attributes of SPEC §9's fixed list,
     /// after drawing the token check (and the JWKS fetch it waited for).
-    pub fn finish(mut self, record: &Record, answer: &Answer<'_>) {
+    pub fn finish(mut self, done: &Summary<'_>) {
         self.end_upstream(None);
         let span = self.cx.span();
         if !span.is_recording() {
             span.end();
             return;
         }
-        if let Some(check) = record.token_check {
-            self.token_spans(check, record);
+        if let Some(check) = done.token_check {
+            self.token_spans(check, done);
         }
-        if let Some(route) = record.route {
-            let template = format!("{}{}", self.route_base, route.as_str());
-            span.update_name(format!("{} {template}", method_name_str(answer.method)));
+        if let Some(route) = done.route {
+            let template = format!("{}{route}", self.route_base);
+            span.update_name(format!("{} {template}", method_name_str(done.method)));
             span.set_attribute(KeyValue::new("http.route", template));
         }
-        if answer.status > 0 {
+        if done.status > 0 {
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
-                i64::from(answer.status),
+                i64::from(done.status),
             ));
         }
-        if let Some(zambda) = &record.zambda {
-            span.set_attribute(KeyValue::new("zambda_guard.zambda", zambda.clone()));
-        }
-        span.set_attribute(KeyValue::new(
-            "zambda_guard.decision",
-            record.label.as_str(),
-        ));
-        if record.by_rule {
-            span.set_attribute(KeyValue::new(
-                "zambda_guard.rule",
-                record.reason.to_string(),
-            ));
-        }
-        if let Some(issuer) = &record.issuer {
-            span.set_attribute(KeyValue::new("zambda_guard.issuer", issuer.to_string()));
-        }
-        if let Some(upstream) = answer.upstream {
-            if let Some(code) = upstream.status {
-                span.set_attribute(KeyValue::new(
-                    "zambda_guard.upstream.status_code",
-                    i64::from(code),
-                ));
+        let text = |key: &'static str, value: Option<&str>| {
+            if let Some(value) = value {
+                span.set_attribute(KeyValue::new(key, value.to_string()));
             }
+        };
+        text("zambda_guard.zambda", done.zambda);
+        text("zambda_guard.decision", Some(done.decision));
+        text("zambda_guard.rule", done.rule);
+        text("zambda_guard.issuer", done.issuer);
+        if self.include_actor {
+            text("enduser.id", done.actor);
+        }
+        if let Some(code) = done.upstream_status {
+            span.set_attribute(KeyValue::new(
+                "zambda_guard.upstream.status_code",
+                i64::from(code),
+            ));
+        }
+        if let Some(time) = done.upstream_time {
             span.set_attribute(KeyValue::new(
                 "zambda_guard.upstream.duration_ms",
-                upstream.time.as_secs_f64() * 1000.0,
+                time.as_secs_f64() * 1000.0,
             ));
         }
-        if self.include_actor {
-            if let Some(actor) = &record.actor {
-                span.set_attribute(KeyValue::new("enduser.id", actor.clone()));
-            }
-        }
         // A server span fails on a 5xx only (semantic conventions).
-        if answer.status >= 500 || answer.status == 0 {
-            span.set_status(Status::error(record.label.as_str()));
+        if done.status >= 500 || done.status == 0 {
+            span.set_status(Status::error(done.decision.to_string()));
         }
         span.end();
     }
 
     /// The token check's span and, inside it, the JWKS fetch it waited for.
-    fn token_spans(&self, check: Interval, record: &Record) {
+    fn token_spans(&self, check: Interval, done: &Summary<'_>) {
         let mut builder = self
             .tracer
             .span_builder("token check")
             .with_kind(SpanKind::Internal)
             .with_start_time(self.anchor.at(check.start));
-        if let Some(issuer) = &record.issuer {
+        if let Some(issuer) = done.issuer {
             builder =
                 builder.with_attributes([KeyValue::new("zambda_guard.issuer", issuer.to_string())]);
         }
         let token = self
             .cx
             .with_span(builder.start_with_context(&self.tracer, &self.cx));
-        if let Some(wait) = record.jwks_wait {
+        if let Some(wait) = done.jwks_wait {
             let mut fetch = self
                 .tracer
                 .span_builder("JWKS fetch")
@@ -361,23 +375,6 @@ impl RequestTrace {
             opentelemetry::trace::Span::end_with_timestamp(&mut fetch, self.anchor.at(wait.end));
         }
         token.span().end_with_timestamp(self.anchor.at(check.end));
-    }
-}
-
-/// Counts and logs a decided request, its log line inside its trace, and
-/// ends its spans: what every door does last.
-pub fn finish(
-    gate: &crate::gate::Gate,
-    trace: Option<RequestTrace>,
-    record: &Record,
-    answer: &Answer<'_>,
-) {
-    match trace {
-        None => gate.finish(record, answer),
-        Some(trace) => {
-            trace.log.in_scope(|| gate.finish(record, answer));
-            trace.finish(record, answer);
-        }
     }
 }
 

@@ -9,9 +9,11 @@ use pingora::protocols::http::ServerSession;
 use std::net::IpAddr;
 
 use crate::client::Trusted;
-use crate::gate::{self, Facts, Values};
+use crate::gate::record::{Answer, Record};
+use crate::gate::{self, Facts, Gate, Values};
+use crate::route::Route;
 use crate::state::State;
-use crate::telemetry::RequestTrace;
+use crate::telemetry::{RequestTrace, Summary};
 
 /// The raw request head of an HTTP/1 request, as received.
 pub fn raw_head(session: &ServerSession) -> Option<Bytes> {
@@ -120,6 +122,31 @@ pub fn begin_trace(
     let req = session.req_header();
     let trusted = peer(session).is_some_and(|p| state.config.trusted_proxies.contains(p));
     Some(telemetry.begin(&req.method, &req.headers, trusted, started))
+}
+
+/// What every door does last: counts and logs the decided request (its
+/// line written inside its trace) and ends its spans.
+pub fn finish(gate: &Gate, trace: Option<RequestTrace>, record: &Record, answer: &Answer<'_>) {
+    let Some(trace) = trace else {
+        gate.finish(record, answer);
+        return;
+    };
+    trace.log.in_scope(|| gate.finish(record, answer));
+    let upstream = answer.upstream;
+    trace.finish(&Summary {
+        method: answer.method,
+        route: record.route.map(Route::as_str),
+        status: answer.status,
+        zambda: record.zambda.as_deref(),
+        decision: record.label.as_str(),
+        rule: record.by_rule.then_some(&*record.reason),
+        issuer: record.issuer.as_deref(),
+        actor: record.actor.as_deref(),
+        upstream_status: upstream.and_then(|u| u.status),
+        upstream_time: upstream.map(|u| u.time),
+        token_check: record.token_check,
+        jwks_wait: record.jwks_wait,
+    });
 }
 
 /// Whether an HTTP/1 request head has a header of this (lower-case) name.

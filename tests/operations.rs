@@ -423,7 +423,9 @@ async fn metrics_count_known_traffic_and_reloads() {
     assert!(metric(&text, "zambda_guard_decision_duration_seconds_count") >= 4.0);
     assert!(text.contains("zambda_guard_request_duration_seconds_bucket{decision=\"allow\",route=\"execute\",le=\"0.001\"}"));
     assert!(text.contains(&format!(
-        "zambda_guard_build_info{{version=\"{}\"}} 1",
+        "zambda_guard_build_info{{revision=\"{}\",rustc=\"{}\",version=\"{}\"}} 1",
+        zambda_guard::REVISION,
+        zambda_guard::RUSTC,
         env!("CARGO_PKG_VERSION")
     )));
     // bounded labels: no subject, token or raw path ever becomes one

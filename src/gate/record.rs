@@ -154,13 +154,14 @@ pub struct Upstream {
 impl Upstream {
     /// The `class` label of a backend answer: `2xx` ... `5xx`, or `error`.
     pub fn class(status: Option<u16>) -> &'static str {
+        let [c1, c2, c3, c4, c5, error] = crate::metrics::UPSTREAM_CLASSES;
         match status {
-            None => "error",
-            Some(100..=199) => "1xx",
-            Some(200..=299) => "2xx",
-            Some(300..=399) => "3xx",
-            Some(400..=499) => "4xx",
-            Some(_) => "5xx",
+            None => error,
+            Some(100..=199) => c1,
+            Some(200..=299) => c2,
+            Some(300..=399) => c3,
+            Some(400..=499) => c4,
+            Some(_) => c5,
         }
     }
 }
