@@ -292,7 +292,15 @@ async fn a_call_is_one_trace_from_the_caller_through_the_function() {
         .proxy(
             None,
             "  sample_ratio: 0.0\ntrusted_proxies: [127.0.0.1/32]\n",
-            &[],
+            // Every layer at trace level, the exporter's included, with a
+            // secret of the exporter's own to keep out of the log.
+            &[
+                ("RUST_LOG", "trace"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "x-collector-key=collector-secret-42",
+                ),
+            ],
         )
         .await;
     let token = world.key.sign(&claims("dr-alice"));
@@ -403,7 +411,13 @@ async fn a_call_is_one_trace_from_the_caller_through_the_function() {
         .unwrap();
     assert_eq!(line["trace_id"], TRACE);
     assert_eq!(line["span_id"].as_str().unwrap(), hex(&server.span_id));
-    assert!(!proxy.logs().contains(signature));
+    let logs = proxy.logs();
+    assert!(logs.lines().count() > 10, "trace level was on: {logs}");
+    assert!(!logs.contains(signature), "a token reached the log");
+    assert!(
+        !logs.contains("collector-secret-42"),
+        "the exporter's header reached the log"
+    );
 
     // The new metrics are scraped.
     let metrics = String::from_utf8(get(proxy.admin, "/metrics").await.unwrap().body).unwrap();
