@@ -44,14 +44,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 SIGN="$ROOT/target/release/examples/sign_tokens"
 [ -x "$SIGN" ] || { echo "missing $SIGN (cargo build --release --example sign_tokens)" >&2; exit 1; }
-WORK="$(mktemp -d /tmp/zg-telemetry.XXXXXX)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ "$KEEP" = 1 ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+bench_workdir zg-telemetry
 
 take_ports P_BACKEND
 backend_conf "$WORK/backend" "$P_BACKEND"
