@@ -9,6 +9,8 @@
 #   docker run --rm -p 8080:8080 -p 9901:9901 zambda-guard:0.1.0 demo
 #
 # The Helm chart (helm/zambda-guard) expects the tag to be the crate version.
+# .git stays out of the context: pass the commit for `build_info`'s revision
+# label with --build-arg REVISION=$(git rev-parse --short=12 HEAD).
 
 ARG RUST_VERSION=1.95
 
@@ -19,9 +21,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+ARG REVISION=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --locked --profile dist --bin zambda-guard \
+    ZAMBDA_GUARD_REVISION=${REVISION} cargo build --locked --profile dist --bin zambda-guard \
     && install -D -m 0755 target/dist/zambda-guard /out/zambda-guard
 
 # Debian 12 (as the builder) with glibc, libgcc, CA certificates and tzdata;

@@ -11,6 +11,20 @@ PATH_PUBLIC=/v1/zambda/bench-public/execute-public
 BODY='{"input":{"patient":"p-1","items":[1,2,3]}}'
 KEYS="$ROOT/tests/fixtures/keys"
 
+# bench_workdir NAME: sets WORK to a new directory /tmp/NAME.XXXXXX and
+# PIDS to an empty list; on exit, every process in PIDS is stopped and
+# waited for, and WORK removed (kept, and named, when KEEP=1).
+bench_workdir() {
+  WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+
 # take_ports NAME...: sets each variable to a loopback port free at the time
 # of asking, none handed out twice in this run (so not in a subshell: call
 # it directly). Below the ephemeral range, so that no outgoing connection (of

@@ -30,6 +30,7 @@ use crate::gate::{self, Forward, Gate, Outcome, Refusal};
 use crate::route;
 use crate::state::State;
 use crate::wire;
+use tracing::Instrument;
 
 /// The header that carries the status the proxy would have answered.
 pub const STATUS_HEADER: &str = "x-zambda-guard-status";
@@ -208,8 +209,13 @@ fn identity(forward: &Forward, request_id: &str) -> [(&'static str, String); 5] 
 }
 
 impl Authz {
-    /// Decides the request a session describes.
-    async fn decide(&self, session: &ServerSession) -> gate::Decided {
+    /// Decides the request a session describes; also says who the client
+    /// is. `traced`: the request's spans are recorded.
+    async fn decide(
+        &self,
+        session: &ServerSession,
+        traced: bool,
+    ) -> (gate::Decided, Option<std::net::IpAddr>) {
         let req = session.req_header();
         let head = wire::raw_head(session);
         let own_target = wire::raw_target(head.as_deref(), req);
@@ -222,7 +228,7 @@ impl Authz {
         ) {
             Ok(described) => {
                 let trusted = &self.gate.state().config.trusted_proxies;
-                let facts = wire::facts(
+                let mut facts = wire::facts(
                     session,
                     req,
                     head.as_deref(),
@@ -230,9 +236,10 @@ impl Authz {
                     described.target,
                     trusted,
                 );
-                self.gate.decide(&facts).await
+                facts.traced = traced;
+                (self.gate.decide(&facts).await, facts.client)
             }
-            Err(refusal) => gate::Decided::refused(refusal),
+            Err(refusal) => (gate::Decided::refused(refusal), wire::peer(session)),
         }
     }
 
@@ -300,7 +307,16 @@ impl HttpServerApp for Authz {
             session.set_keepalive(Some(limits.downstream_idle_timeout.as_secs()));
         }
         let request_id = wire::request_id(session.req_header());
-        let decided = self.decide(&session).await;
+        let trace = wire::begin_trace(self.gate.state(), &session, started);
+        let (decided, client) = match &trace {
+            None => self.decide(&session, false).await,
+            Some(trace) => {
+                let traced = trace.recording();
+                self.decide(&session, traced)
+                    .instrument(trace.log.clone())
+                    .await
+            }
+        };
         let origin = session
             .req_header()
             .headers
@@ -341,15 +357,18 @@ impl HttpServerApp for Authz {
             }
             Err(_) => 0,
         };
-        self.gate.finish(
-            &decided.record,
-            &Answer {
-                listener: Listener::Authz,
-                status,
-                request_id: &request_id,
-                elapsed: started.elapsed(),
-            },
-        );
+        let answer = Answer {
+            listener: Listener::Authz,
+            status,
+            request_id: &request_id,
+            elapsed: started.elapsed(),
+            method: session.req_header().method.as_str(),
+            client,
+            upstream: None,
+            bytes_in: session.body_bytes_read() as u64,
+            bytes_out: session.body_bytes_sent() as u64,
+        };
+        wire::finish(&self.gate, trace, &decided.record, &answer);
         if status == 0 {
             return None;
         }

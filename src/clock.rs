@@ -16,3 +16,21 @@ pub fn unix_seconds() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// A stretch of monotonic time: when a step of a request began and ended,
+/// for a span drawn after the fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub start: std::time::Instant,
+    pub end: std::time::Instant,
+}
+
+impl Interval {
+    /// From `start` to now.
+    pub fn since(start: std::time::Instant) -> Self {
+        Interval {
+            start,
+            end: std::time::Instant::now(),
+        }
+    }
+}

@@ -47,6 +47,7 @@ pub mod echo;
 pub mod explain;
 pub mod gate;
 pub mod limit;
+pub mod logs;
 pub mod metrics;
 pub mod pem;
 pub mod policy;
@@ -57,6 +58,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod telemetry;
 pub mod tls;
 pub mod tooling;
 pub mod upstreams;
@@ -64,3 +66,10 @@ pub mod wire;
 
 /// The crate version, as `--version` and the metrics report it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git revision built (`unknown` when built without git), for
+/// `build_info`.
+pub const REVISION: &str = env!("ZAMBDA_GUARD_REVISION");
+
+/// The compiler version that built this binary, for `build_info`.
+pub const RUSTC: &str = env!("ZAMBDA_GUARD_RUSTC");

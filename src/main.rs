@@ -210,22 +210,37 @@ fn init_logging(format: LogFormat) {
         .max_level_hint()
         .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
     // pingora (and h2 under it) print whole request headers and bodies at
-    // debug and trace level: Authorization included. Nothing from them
-    // below info is ever written, whatever RUST_LOG says.
+    // debug and trace level: Authorization included; the HTTP clients under
+    // the JWKS fetcher and the span exporter (reqwest, hyper) and the
+    // OpenTelemetry SDK can print request headers too. Nothing from them
+    // below info is ever written, whatever RUST_LOG says: the filter is the
+    // subscriber's own, so it holds for every layer.
     let no_secrets = tracing_subscriber::filter::filter_fn(|meta| {
         let t = meta.target();
-        let chatty = t.starts_with("pingora") || t.starts_with("h2") || t.starts_with("hyper");
+        let chatty = [
+            "pingora",
+            "h2",
+            "hyper",
+            "reqwest",
+            "opentelemetry",
+            "tonic",
+        ]
+        .iter()
+        .any(|prefix| t.starts_with(prefix));
         !(chatty && *meta.level() > tracing::Level::INFO)
     })
     .with_max_level_hint(hint);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let layer = if json {
-        fmt.json().boxed()
+        fmt.fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(zambda_guard::logs::FlatJson)
+            .boxed()
     } else {
         fmt.with_ansi(std::io::stderr().is_terminal()).boxed()
     };
     let _ = tracing_subscriber::registry()
-        .with(layer.with_filter(filter).with_filter(no_secrets))
+        .with(no_secrets)
+        .with(layer.with_filter(filter))
         .try_init();
 }
 

@@ -31,6 +31,9 @@ const DECISION_BUCKETS: &[f64] = &[
     1.0, 2.0,
 ];
 
+/// The `class` label values of the upstream metrics.
+pub const UPSTREAM_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -41,6 +44,10 @@ pub struct Metrics {
     request_durations: Box<[OnceLock<Histogram>]>,
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    /// The default upstream's `upstream_duration` children by class, each
+    /// resolved on first use (as `request_durations`).
+    default_upstream_durations: [OnceLock<Histogram>; UPSTREAM_CLASSES.len()],
     pub policy_reloads: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub policy_generation: IntGauge,
@@ -78,6 +85,24 @@ impl Metrics {
         }
     }
 
+    /// Observes an upstream exchange in `upstream_duration_seconds`;
+    /// `upstream` is a named upstream, `None` the default one.
+    pub fn observe_upstream_duration(&self, upstream: Option<&str>, class: &str, seconds: f64) {
+        let slot = UPSTREAM_CLASSES.iter().position(|c| *c == class);
+        match (upstream, slot) {
+            (None, Some(slot)) => self.default_upstream_durations[slot]
+                .get_or_init(|| {
+                    self.upstream_duration
+                        .with_label_values(&["default", class])
+                })
+                .observe(seconds),
+            (name, _) => self
+                .upstream_duration
+                .with_label_values(&[name.unwrap_or("default"), class])
+                .observe(seconds),
+        }
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
@@ -108,6 +133,14 @@ impl Metrics {
                 "Responses from the function backend by status class, or error when none came.",
                 &["class"],
             ),
+            upstream_duration: histogram_vec(
+                r,
+                "upstream_duration_seconds",
+                "Time from choosing the function backend to the end of its response, by upstream (default or a named upstream) and status class (or error when none came).",
+                &["upstream", "class"],
+                REQUEST_BUCKETS,
+            ),
+            default_upstream_durations: Default::default(),
             policy_reloads: counter_vec(
                 r,
                 "policy_reloads_total",
@@ -184,10 +217,20 @@ impl Metrics {
         let build = int_gauge_vec(
             &m.registry,
             "build_info",
-            "Always 1; the version label tells which build is running.",
-            &["version"],
+            "Always 1; the labels tell which build is running: version, git revision (unknown when built without git) and compiler version.",
+            &["version", "revision", "rustc"],
         );
-        build.with_label_values(&[crate::VERSION]).set(1);
+        build
+            .with_label_values(&[crate::VERSION, crate::REVISION, crate::RUSTC])
+            .set(1);
+        // The standard process_* metrics (memory, CPU, open files, start
+        // time), unprefixed as every dashboard expects them.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::error!("process metrics not registered: {e}");
+        }
         m
     }
 
@@ -333,6 +376,9 @@ mod tests {
             .observe(0.001);
         m.decision_duration.observe(0.000_002);
         m.upstream_responses.with_label_values(&["2xx"]).inc();
+        m.upstream_duration
+            .with_label_values(&["default", "2xx"])
+            .observe(0.01);
         m.policy_reloads.with_label_values(&["ok"]).inc();
         let stats = authn::Stats::default();
         let text = m.render(&stats);
@@ -341,6 +387,7 @@ mod tests {
             ("request_duration_seconds", "histogram"),
             ("decision_duration_seconds", "histogram"),
             ("upstream_responses_total", "counter"),
+            ("upstream_duration_seconds", "histogram"),
             ("policy_reloads_total", "counter"),
             ("policy_generation", "gauge"),
             ("policy_last_reload_success", "gauge"),
@@ -362,9 +409,24 @@ mod tests {
             assert!(help.ends_with('.'), "help is not a sentence: {help}");
         }
         assert!(text.contains(&format!(
-            "zambda_guard_build_info{{version=\"{}\"}} 1",
+            "zambda_guard_build_info{{revision=\"{}\",rustc=\"{}\",version=\"{}\"}} 1",
+            crate::REVISION,
+            crate::RUSTC,
             crate::VERSION
         )));
+        assert!(!crate::REVISION.is_empty() && !crate::RUSTC.is_empty());
+        #[cfg(target_os = "linux")]
+        for metric in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("\n{metric} ")),
+                "{metric} missing:\n{text}"
+            );
+        }
     }
 
     #[test]

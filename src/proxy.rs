@@ -20,10 +20,12 @@ use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
-use crate::gate::record::{Answer, Listener};
+use crate::gate::record::{Answer, Listener, Upstream};
 use crate::gate::{self, Forward, Gate, Outcome, Record, Refusal};
 use crate::state::State;
+use crate::telemetry::{self, RequestTrace};
 use crate::wire;
+use tracing::Instrument;
 
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
@@ -87,6 +89,40 @@ pub struct Ctx {
     body_bytes: u64,
     /// Set when `cors` is configured and the request has an `Origin`.
     cors_origin: Option<String>,
+    /// The client's address, as the gate judged it.
+    client: Option<std::net::IpAddr>,
+    /// The request's spans, when traces are on.
+    trace: Option<RequestTrace>,
+    /// When the upstream exchange began (the first backend chosen).
+    upstream_started: Option<Instant>,
+    /// The backend's status, once its response head came.
+    upstream_status: Option<u16>,
+    /// The upstream exchange, once it ended.
+    upstream: Option<Upstream>,
+}
+
+impl Guard {
+    /// Ends the upstream exchange, once: its time into
+    /// `upstream_duration_seconds` and its span closed.
+    fn end_upstream(&self, ctx: &mut Ctx) {
+        let (Some(started), None) = (ctx.upstream_started, ctx.upstream) else {
+            return;
+        };
+        let upstream = Upstream {
+            status: ctx.upstream_status,
+            time: started.elapsed(),
+        };
+        ctx.upstream = Some(upstream);
+        let name = ctx.forward.as_ref().and_then(|f| f.upstream.as_deref());
+        self.state().metrics.observe_upstream_duration(
+            name,
+            Upstream::class(upstream.status),
+            upstream.time.as_secs_f64(),
+        );
+        if let Some(trace) = &mut ctx.trace {
+            trace.end_upstream(upstream.status);
+        }
+    }
 }
 
 impl Guard {
@@ -146,6 +182,11 @@ impl ProxyHttp for Guard {
             start: None,
             body_bytes: 0,
             cors_origin: None,
+            client: None,
+            trace: None,
+            upstream_started: None,
+            upstream_status: None,
+            upstream: None,
         }
     }
 
@@ -171,10 +212,11 @@ impl ProxyHttp for Guard {
                 .map(String::from);
         }
         let downstream = session.as_downstream();
+        ctx.trace = wire::begin_trace(self.state(), downstream, ctx.started);
         let head = wire::raw_head(downstream);
         let target = wire::raw_target(head.as_deref(), req);
         let trusted = &self.state().config.trusted_proxies;
-        let facts = wire::facts(
+        let mut facts = wire::facts(
             downstream,
             req,
             head.as_deref(),
@@ -182,7 +224,15 @@ impl ProxyHttp for Guard {
             target,
             trusted,
         );
-        let decided = self.gate.decide(&facts).await;
+        ctx.client = facts.client;
+        let decided = match &ctx.trace {
+            None => self.gate.decide(&facts).await,
+            Some(trace) => {
+                facts.traced = trace.recording();
+                let log = trace.log.clone();
+                self.gate.decide(&facts).instrument(log).await
+            }
+        };
         ctx.record = Some(decided.record);
         match decided.outcome {
             Outcome::Forward(forward) => {
@@ -240,7 +290,7 @@ impl ProxyHttp for Guard {
     }
 
     /// The configured upstream, with every timeout set.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         if ctx.forward.is_none() {
             // Unreachable by construction: request_filter answers every
             // request it does not forward. Refuse rather than forward.
@@ -250,6 +300,12 @@ impl ProxyHttp for Guard {
             ));
         }
         ctx.attempts += 1;
+        if ctx.upstream_started.is_none() {
+            ctx.upstream_started = Some(Instant::now());
+            if let Some(trace) = &mut ctx.trace {
+                trace.begin_upstream(&session.req_header().method);
+            }
+        }
         let upstream = &self.state().config.upstream;
         let mut peer = match &ctx.balancer {
             Some(balancer) => match balancer.select(b"", 256) {
@@ -363,6 +419,16 @@ impl ProxyHttp for Guard {
             _ => own,
         };
         up.insert_header(X_FORWARDED_PROTO, proto)?;
+        // A traced request goes on as a child of the upstream span; without
+        // traces, the client's trace headers pass as they came.
+        if let Some(trace) = &ctx.trace {
+            for name in telemetry::TRACE_HEADERS {
+                up.remove_header(name);
+            }
+            for (name, value) in trace.upstream_headers() {
+                up.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -371,7 +437,7 @@ impl ProxyHttp for Guard {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             return Err(Error::explain(
@@ -379,19 +445,28 @@ impl ProxyHttp for Guard {
                 "the backend switched protocols",
             ));
         }
-        let class = match resp.status.as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
+        let status = resp.status.as_u16();
+        ctx.upstream_status = Some(status);
         self.state()
             .metrics
             .upstream_responses
-            .with_label_values(&[class])
+            .with_label_values(&[Upstream::class(Some(status))])
             .inc();
         Ok(())
+    }
+
+    /// The upstream exchange ends with the last byte of the backend's body.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            self.end_upstream(ctx);
+        }
+        Ok(None)
     }
 
     /// Every response carries the request id (and CORS headers when due).
@@ -480,19 +555,28 @@ impl ProxyHttp for Guard {
         matches!(e.etype(), ErrorType::HTTPStatus(_))
     }
 
-    /// Counts the request and writes its decision log line (SPEC §6).
+    /// Counts the request, writes its decision line (the access log, SPEC
+    /// §9) and ends its spans.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        // An exchange cut short (an error, a body-less answer) ends here.
+        self.end_upstream(ctx);
         let Some(record) = &ctx.record else {
             // Answered by pingora's own parser before any hook ran.
             return;
         };
+        let downstream = session.as_downstream();
         let answer = Answer {
             listener: Listener::Proxy,
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             request_id: &ctx.request_id,
             elapsed: ctx.started.elapsed(),
+            method: session.req_header().method.as_str(),
+            client: ctx.client,
+            upstream: ctx.upstream,
+            bytes_in: downstream.body_bytes_read() as u64,
+            bytes_out: downstream.body_bytes_sent() as u64,
         };
-        self.gate.finish(record, &answer);
+        wire::finish(&self.gate, ctx.trace.take(), record, &answer);
     }
 }
 

@@ -47,6 +47,8 @@ pub enum StartError {
     Policies(#[from] crate::policy::LoadErrors),
     #[error("{0}")]
     Upstream(String),
+    #[error("{0}")]
+    Telemetry(#[from] crate::telemetry::Error),
 }
 
 /// Builds the shared state: key sources that are files read, the policy
@@ -66,7 +68,8 @@ pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
         }
     }
     let auth = Authenticator::new(&config.auth)?;
-    let state = Arc::new(State::new(config, auth));
+    let telemetry = crate::telemetry::Telemetry::start(&config)?;
+    let state = Arc::new(State::new(config, auth).with_telemetry(telemetry));
     let warnings = state.policies.start(&state.config, &state.metrics)?;
     for w in warnings {
         tracing::warn!("{w}");
@@ -415,7 +418,7 @@ pub fn run(state: Arc<State>, upgrade: bool) -> Stopped {
     }
     let server = build(state.clone(), upgrade);
     let (done, stopped) = mpsc::channel();
-    spawn_drain_monitor(&server, state, done.clone());
+    spawn_drain_monitor(&server, state.clone(), done.clone());
     let serve = move || {
         server.run(RunArgs {
             shutdown_signal: Box::new(Signals { grace }),
@@ -431,5 +434,11 @@ pub fn run(state: Arc<State>, upgrade: bool) -> Stopped {
         tracing::error!("cannot start the server thread: {e}");
         return Stopped::Finished;
     }
-    stopped.recv().unwrap_or(Stopped::Finished)
+    let how = stopped.recv().unwrap_or(Stopped::Finished);
+    // Whichever way it ended (drain, hand-over, SIGINT), the spans of the
+    // last requests go out before the process does.
+    if let Some(telemetry) = &state.telemetry {
+        telemetry.shutdown();
+    }
+    how
 }

@@ -21,6 +21,9 @@ pub struct State {
     pub metrics: Metrics,
     /// The certificate served on `listen`, when `tls` is configured.
     pub tls: Option<Arc<crate::tls::Certificates>>,
+    /// The tracer, when traces are on (SPEC §9); a door checks this first
+    /// and builds no span at all when it is `None`.
+    pub telemetry: Option<crate::telemetry::Telemetry>,
     /// Connections with a request being read or processed now (for
     /// draining on shutdown).
     in_flight: AtomicUsize,
@@ -58,8 +61,15 @@ impl State {
             auth,
             metrics,
             tls,
+            telemetry: None,
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// The state with traces exported through `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Option<crate::telemetry::Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Marks a request in flight until the guard is dropped: from the

@@ -9,7 +9,11 @@ use pingora::protocols::http::ServerSession;
 use std::net::IpAddr;
 
 use crate::client::Trusted;
-use crate::gate::{self, Facts, Values};
+use crate::gate::record::{Answer, Record};
+use crate::gate::{self, Facts, Gate, Values};
+use crate::route::Route;
+use crate::state::State;
+use crate::telemetry::{RequestTrace, Summary};
 
 /// The raw request head of an HTTP/1 request, as received.
 pub fn raw_head(session: &ServerSession) -> Option<Bytes> {
@@ -91,6 +95,7 @@ pub fn facts<'a>(
             None => req.headers.contains_key(http::header::CONTENT_LENGTH),
         },
         transfer_encoding: values(req, http::header::TRANSFER_ENCODING.as_str()),
+        traced: false,
     }
 }
 
@@ -105,6 +110,45 @@ pub fn peer(session: &ServerSession) -> Option<IpAddr> {
         .map(|a| a.ip().to_canonical())
 }
 
+/// The spans of a request that arrived at `started`, when traces are on:
+/// nothing is built otherwise. A socket peer in `trusted_proxies` decides
+/// whether the trace is sampled; anyone else's flag is not followed.
+pub fn begin_trace(
+    state: &State,
+    session: &ServerSession,
+    started: std::time::Instant,
+) -> Option<RequestTrace> {
+    let telemetry = state.telemetry.as_ref()?;
+    let req = session.req_header();
+    let trusted = peer(session).is_some_and(|p| state.config.trusted_proxies.contains(p));
+    Some(telemetry.begin(&req.method, &req.headers, trusted, started))
+}
+
+/// What every door does last: counts and logs the decided request (its
+/// line written inside its trace) and ends its spans.
+pub fn finish(gate: &Gate, trace: Option<RequestTrace>, record: &Record, answer: &Answer<'_>) {
+    let Some(trace) = trace else {
+        gate.finish(record, answer);
+        return;
+    };
+    trace.log.in_scope(|| gate.finish(record, answer));
+    let upstream = answer.upstream;
+    trace.finish(&Summary {
+        method: answer.method,
+        route: record.route.map(Route::as_str),
+        status: answer.status,
+        zambda: record.zambda.as_deref(),
+        decision: record.label.as_str(),
+        rule: record.by_rule.then_some(&*record.reason),
+        issuer: record.issuer.as_deref(),
+        actor: record.actor.as_deref(),
+        upstream_status: upstream.and_then(|u| u.status),
+        upstream_time: upstream.map(|u| u.time),
+        token_check: record.token_check,
+        jwks_wait: record.jwks_wait,
+    });
+}
+
 /// Whether an HTTP/1 request head has a header of this (lower-case) name.
 /// The parser has already refused malformed header lines, so a line's name
 /// is what comes before its first colon.
@@ -117,12 +161,8 @@ pub fn head_has_header(head: &[u8], name: &[u8]) -> bool {
 
 /// The request id the answer carries: the client's when reasonable.
 pub fn request_id(req: &RequestHeader) -> String {
-    gate::request_id(
-        req.headers
-            .get_all(gate::REQUEST_ID)
-            .iter()
-            .map(|v| v.as_bytes()),
-    )
+    let all = |name| req.headers.get_all(name).into_iter().map(|v| v.as_bytes());
+    gate::request_id(all(gate::REQUEST_ID), all(gate::X_REQUEST_ID))
 }
 
 #[cfg(test)]

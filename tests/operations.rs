@@ -423,7 +423,9 @@ async fn metrics_count_known_traffic_and_reloads() {
     assert!(metric(&text, "zambda_guard_decision_duration_seconds_count") >= 4.0);
     assert!(text.contains("zambda_guard_request_duration_seconds_bucket{decision=\"allow\",route=\"execute\",le=\"0.001\"}"));
     assert!(text.contains(&format!(
-        "zambda_guard_build_info{{version=\"{}\"}} 1",
+        "zambda_guard_build_info{{revision=\"{}\",rustc=\"{}\",version=\"{}\"}} 1",
+        zambda_guard::REVISION,
+        zambda_guard::RUSTC,
         env!("CARGO_PKG_VERSION")
     )));
     // bounded labels: no subject, token or raw path ever becomes one
@@ -504,8 +506,12 @@ async fn json_decision_logs_carry_the_deciding_rule_and_never_a_token() {
         .filter(|v: &serde_json::Value| v["target"] == "zambda_guard::decision")
         .collect();
     assert_eq!(lines.len(), 3, "{logs}");
-    let deny = &lines[0]["fields"];
+    // Flat: every field at the top level, none nested under `fields`.
+    assert!(lines.iter().all(|l| l.get("fields").is_none()), "{logs}");
+    let deny = &lines[0];
     assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["rule"], deny["reason"]);
+    assert_eq!(deny["status"], 403);
     assert_eq!(deny["zambda"], "billing-export");
     assert_eq!(deny["actor"], "dr-alice");
     assert_eq!(deny["route"], "execute");
@@ -515,8 +521,23 @@ async fn json_decision_logs_carry_the_deciding_rule_and_never_a_token() {
     );
     assert!(deny["request_id"].as_str().is_some());
     assert!(deny["latency_ms"].as_f64().is_some());
-    assert_eq!(lines[1]["fields"]["decision"], "unauthenticated");
-    assert_eq!(lines[2]["fields"]["decision"], "allow");
+    assert_eq!(lines[1]["decision"], "unauthenticated");
+    assert!(lines[1].get("rule").is_none(), "{logs}");
+    // The access log of a forwarded call (SPEC §9).
+    let allow = &lines[2];
+    assert_eq!(allow["decision"], "allow");
+    assert_eq!(allow["method"], "POST");
+    assert_eq!(allow["client"], "127.0.0.1");
+    assert_eq!(allow["issuer"], ISSUER);
+    assert_eq!(allow["upstream_status"], 200);
+    assert!(allow["upstream_ms"].as_f64().is_some(), "{allow}");
+    assert_eq!(allow["bytes_in"], 2);
+    assert!(
+        allow["bytes_out"].as_u64().is_some_and(|n| n > 0),
+        "{allow}"
+    );
+    assert!(allow["timestamp"].as_str().is_some(), "{allow}");
+    assert_eq!(allow["level"], "INFO");
     for token in [&alice, &forged] {
         let signature = token.rsplit('.').next().unwrap();
         assert!(!logs.contains(signature), "a token reached the logs");

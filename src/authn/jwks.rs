@@ -188,30 +188,33 @@ async fn fetch(auth: &Authenticator, index: usize) -> Result<(), String> {
 /// `jwks_min_refetch`, shared by concurrent requests, bounded in time by
 /// `jwks_fetch_timeout`. `seen` is the epoch the caller read before looking
 /// the `kid` up: if it moved, a fetch finished since and the caller just
-/// looks again.
-pub(crate) async fn refetch_for_unknown_kid(auth: &Authenticator, index: usize, seen: u64) {
+/// looks again. True when the caller waited for a fetch (its own or one
+/// under way); false when `jwks_min_refetch` ruled one out.
+pub(crate) async fn refetch_for_unknown_kid(auth: &Authenticator, index: usize, seen: u64) -> bool {
     let Some(issuer) = auth.issuers.get(index) else {
-        return;
+        return false;
     };
     let attempt = async {
         let mut last_refetch = issuer.fetch.lock.lock().await;
         if issuer.fetch.epoch() != seen {
-            return;
+            return true;
         }
         let now = Instant::now();
         if last_refetch.is_some_and(|last| now.duration_since(last) < issuer.fetch.min_refetch) {
-            return;
+            return false;
         }
         *last_refetch = Some(now);
         tracing::info!(issuer = %issuer.name, "unknown key id: fetching the issuer's keys");
         // Errors are logged and counted inside; the caller looks again.
         let _ = fetch_locked(auth, index).await;
+        true
     };
-    if tokio::time::timeout(auth.fetch_timeout, attempt)
-        .await
-        .is_err()
-    {
-        tracing::warn!(issuer = %issuer.name, "unknown key id: key fetch did not finish in time");
+    match tokio::time::timeout(auth.fetch_timeout, attempt).await {
+        Ok(waited) => waited,
+        Err(_) => {
+            tracing::warn!(issuer = %issuer.name, "unknown key id: key fetch did not finish in time");
+            true
+        }
     }
 }
 

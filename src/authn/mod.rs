@@ -290,6 +290,16 @@ impl Authenticator {
     /// The whole decision for one token (already taken out of the header by
     /// [`bearer()`]): cache, issuer, key, signature, claims, subject, roles.
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Rejection> {
+        self.authenticate_noting(token, &mut None).await
+    }
+
+    /// [`authenticate`](Self::authenticate), noting in `fetch_wait` when the
+    /// check waited for a JWKS fetch (an unknown key id), for a trace.
+    pub async fn authenticate_noting(
+        &self,
+        token: &str,
+        fetch_wait: &mut Option<crate::clock::Interval>,
+    ) -> Result<Arc<Identity>, Rejection> {
         if token.is_empty() {
             return Err(Rejection::Invalid("malformed token"));
         }
@@ -316,7 +326,7 @@ impl Authenticator {
             }
             None => None,
         };
-        let verified = self.verify(token).await?;
+        let verified = self.verify(token, fetch_wait).await?;
         if let (Some(cache), Some(digest)) = (&self.cache, digest) {
             // A token accepted only thanks to the leeway on `nbf` is not
             // cached: it is re-checked until it is valid without leeway.
@@ -357,7 +367,11 @@ impl Authenticator {
     }
 
     /// Signature and claims checks, without the cache.
-    async fn verify(&self, token: &str) -> Result<verify::Verified, Rejection> {
+    async fn verify(
+        &self,
+        token: &str,
+        fetch_wait: &mut Option<crate::clock::Interval>,
+    ) -> Result<verify::Verified, Rejection> {
         let parsed = verify::parse(token)?;
         let index = *self
             .by_name
@@ -380,7 +394,10 @@ impl Authenticator {
         let mut set = issuer.store.load_full();
         let mut found = verify::lookup(&set, kid, alg);
         if matches!(found, verify::Lookup::UnknownKid) && issuer.store.has_url() {
-            jwks::refetch_for_unknown_kid(self, index, epoch).await;
+            let began = std::time::Instant::now();
+            if jwks::refetch_for_unknown_kid(self, index, epoch).await {
+                *fetch_wait = Some(crate::clock::Interval::since(began));
+            }
             set = issuer.store.load_full();
             found = verify::lookup(&set, kid, alg);
         }

@@ -57,6 +57,27 @@ pub(super) struct File {
     /// Project sync (SPEC §10); read only by `sync` and `check`.
     #[serde(default)]
     pub(super) oystehr: Option<super::oystehr::FileOystehr>,
+    #[serde(default)]
+    pub(super) telemetry: FileTelemetry,
+}
+
+/// OpenTelemetry traces (SPEC §9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct FileTelemetry {
+    pub(super) otlp_endpoint: Option<String>,
+    pub(super) sample_ratio: f64,
+    pub(super) include_actor: bool,
+}
+
+impl Default for FileTelemetry {
+    fn default() -> Self {
+        FileTelemetry {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
+            include_actor: false,
+        }
+    }
 }
 
 /// The decision-only service (SPEC §8).

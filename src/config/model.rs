@@ -46,6 +46,7 @@ pub struct Config {
     pub trusted_proxies: crate::client::Trusted,
     /// Project sync (SPEC §10); `None` = `sync` refuses to run.
     pub oystehr: Option<super::oystehr::Oystehr>,
+    pub telemetry: Telemetry,
 }
 
 impl Config {
@@ -513,4 +514,27 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// OpenTelemetry traces (SPEC §9). Whether they are on also depends on the
+/// `OTEL_*` environment, read when the server starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// The OTLP/HTTP base URL (`/v1/traces` is appended); `None` leaves it
+    /// to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+    /// The share of root traces recorded, 0.0 to 1.0.
+    pub sample_ratio: f64,
+    /// Whether spans carry the actor (`enduser.id`).
+    pub include_actor: bool,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
+            include_actor: false,
+        }
+    }
 }

@@ -54,6 +54,10 @@ fn defaults_follow_the_spec() {
     assert!(c.cors.is_none());
     assert_eq!(c.log.decisions, LogDecisions::Denied);
     assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.telemetry, Telemetry::default());
+    assert_eq!(c.telemetry.otlp_endpoint, None);
+    assert_eq!(c.telemetry.sample_ratio, 1.0);
+    assert!(!c.telemetry.include_actor);
     assert!(c.threads >= 1);
     assert!(c.trusted_proxies.blocks().is_empty());
     assert_eq!(c.rate_limits.burst, None);
@@ -471,4 +475,32 @@ fn the_decision_service_needs_a_source_and_may_run_alone() {
         &format!("authz_listen: 127.0.0.1:9191\nauthz: {{source: nginx}}\n{ISSUER}"),
         &["unknown variant"],
     );
+}
+
+#[test]
+fn telemetry_settings_are_checked() {
+    let c = load(&format!(
+        "{ISSUER}telemetry:\n  otlp_endpoint: https://collector.test:4318/\n  sample_ratio: 0.25\n  include_actor: true\nlog:\n  decisions: all\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.telemetry.otlp_endpoint.as_deref(),
+        Some("https://collector.test:4318")
+    );
+    assert_eq!(c.telemetry.sample_ratio, 0.25);
+    assert!(c.telemetry.include_actor);
+    assert_eq!(c.log.decisions, LogDecisions::All);
+    for (value, fragment) in [
+        ("otlp_endpoint: collector:4318", "telemetry.otlp_endpoint"),
+        ("otlp_endpoint: ftp://collector", "telemetry.otlp_endpoint"),
+        (
+            "otlp_endpoint: http://c:4318/?x=1",
+            "telemetry.otlp_endpoint",
+        ),
+        ("sample_ratio: 1.5", "telemetry.sample_ratio"),
+        ("sample_ratio: -0.1", "telemetry.sample_ratio"),
+        ("sampel_ratio: 0.5", "sampel_ratio"),
+    ] {
+        refused(&format!("{ISSUER}telemetry:\n  {value}\n"), &[fragment]);
+    }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    File, FileAuth, FileAuthz, FileCors, FileDirs, FileIssuer, FileNamedUpstream, FileTls,
-    FileUpstream,
+    File, FileAuth, FileAuthz, FileCors, FileDirs, FileIssuer, FileNamedUpstream, FileTelemetry,
+    FileTls, FileUpstream,
 };
 use super::model::*;
 use super::Error;
@@ -161,6 +161,7 @@ impl Validator<'_> {
             self.problem("rate_limits.max_keys", "must be at least 1");
         }
         let tls = f.tls.and_then(|t| self.tls(t));
+        let telemetry = self.telemetry(f.telemetry);
         let mut trusted = Vec::new();
         for (i, text) in f.trusted_proxies.iter().enumerate() {
             match crate::client::Cidr::parse(text.trim()) {
@@ -200,6 +201,38 @@ impl Validator<'_> {
             authz,
             trusted_proxies: crate::client::Trusted::new(trusted),
             oystehr,
+            telemetry,
+        }
+    }
+
+    /// `telemetry`: an `http(s)` base URL without query, a ratio in 0..=1.
+    fn telemetry(&mut self, f: FileTelemetry) -> Telemetry {
+        if !(0.0..=1.0).contains(&f.sample_ratio) {
+            self.problem("telemetry.sample_ratio", "must be between 0.0 and 1.0");
+        }
+        let otlp_endpoint = f.otlp_endpoint.and_then(|text| {
+            match url::Url::parse(&text) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.has_host()
+                        && u.query().is_none()
+                        && u.fragment().is_none() =>
+                {
+                    Some(text.trim_end_matches('/').to_string())
+                }
+                _ => {
+                    self.problem(
+                        "telemetry.otlp_endpoint",
+                        format!("{text:?} is not an http or https base URL (for example http://otel-collector:4318)"),
+                    );
+                    None
+                }
+            }
+        });
+        Telemetry {
+            otlp_endpoint,
+            sample_ratio: f.sample_ratio,
+            include_actor: f.include_actor,
         }
     }
 

@@ -14,21 +14,33 @@ pub const REQUEST_ID: &str = "x-oystehr-request-id";
 /// The project-id headers the Oystehr SDK sends (SPEC §1 check 3).
 pub const PROJECT_ID_HEADERS: [&str; 2] = ["x-oystehr-project-id", "x-zapehr-project-id"];
 
-/// The client's request id when it sent exactly one that is 1–128
-/// characters of `[A-Za-z0-9._:-]`, else a new UUID.
-pub fn request_id<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> String {
-    if let (Some(b), None) = (values.next(), values.next()) {
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|&c| c.is_ascii_alphanumeric() || b"-_.:".contains(&c))
-        {
-            if let Ok(s) = std::str::from_utf8(b) {
-                return s.to_string();
-            }
-        }
-    }
-    uuid::Uuid::new_v4().to_string()
+/// The request id ingresses and load balancers set; read when the client
+/// sent no usable `x-oystehr-request-id`.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// The request id (SPEC §9): the client's `x-oystehr-request-id` (`ours`)
+/// when it sent exactly one that is 1–128 characters of `[A-Za-z0-9._:-]`,
+/// else its `x-request-id` (`theirs`) under the same rule, else a new UUID.
+pub fn request_id<'a>(
+    ours: impl Iterator<Item = &'a [u8]>,
+    theirs: impl Iterator<Item = &'a [u8]>,
+) -> String {
+    usable_id(ours)
+        .or_else(|| usable_id(theirs))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The one value of a request-id header, when it is a usable id.
+fn usable_id<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<String> {
+    let (Some(b), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let usable = !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"-_.:".contains(&c));
+    // Every byte is ASCII by now.
+    usable.then(|| String::from_utf8_lossy(b).into_owned())
 }
 
 /// True for a client header that could pose as one the proxy sets or

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use headers::{
-    forwarded_for, is_reserved, request_id, PROJECT_ID_HEADERS, REQUEST_ID, ZAMBDA_ACTOR,
-    ZAMBDA_ID, ZAMBDA_NAME, ZAMBDA_ROLES,
+    forwarded_for, is_reserved, request_id, PROJECT_ID_HEADERS, REQUEST_ID, X_REQUEST_ID,
+    ZAMBDA_ACTOR, ZAMBDA_ID, ZAMBDA_NAME, ZAMBDA_ROLES,
 };
 pub use outcome::{Forward, Label, Outcome, Pass, Refusal};
 pub use record::Record;
@@ -109,6 +109,9 @@ pub struct Facts<'a> {
     pub has_content_length: bool,
     /// Every `Transfer-Encoding` value (HTTP/1 only; HTTP/2 has none).
     pub transfer_encoding: Values<'a>,
+    /// The door records this request in a trace: the deciding rule is
+    /// wanted even when no decision line will be written.
+    pub traced: bool,
 }
 
 /// The outcome and what the metrics and the decision log need of it.
@@ -223,13 +226,20 @@ impl Gate {
         let started = Instant::now();
         let identity = match target.route {
             Route::ExecutePublic => None,
-            Route::Execute => match self.authenticate(&facts.authorization).await {
-                Ok(identity) => Some(identity),
-                Err(refusal) => return Outcome::Refuse(refusal),
-            },
+            Route::Execute => {
+                let checked = self
+                    .authenticate(&facts.authorization, &mut record.jwks_wait)
+                    .await;
+                record.token_check = Some(crate::clock::Interval::since(started));
+                match checked {
+                    Ok(identity) => Some(identity),
+                    Err(refusal) => return Outcome::Refuse(refusal),
+                }
+            }
         };
         if let Some(identity) = &identity {
             record.actor = Some(identity.subject.clone());
+            record.issuer = Some(identity.issuer.clone());
             if let Some(limit) = &self.actor_rate {
                 let key = (identity.issuer.clone(), identity.subject.clone());
                 if let Err(wait) = limit.admit(key) {
@@ -267,11 +277,13 @@ impl Gate {
                 Pass::WouldDeny
             };
             // The deciding rule is formatted only for a line that is written.
-            if self.logs(if verdict.allowed {
-                Label::Allow
-            } else {
-                Label::Deny
-            }) {
+            if facts.traced
+                || self.logs(if verdict.allowed {
+                    Label::Allow
+                } else {
+                    Label::Deny
+                })
+            {
                 record.rule = Some(match verdict.deciding {
                     Some(rule) => Cow::Owned(rule.to_string()),
                     None => Cow::Borrowed("no rule allows"),
@@ -321,6 +333,7 @@ impl Gate {
     async fn authenticate(
         &self,
         authorization: &Values<'_>,
+        fetch_wait: &mut Option<crate::clock::Interval>,
     ) -> Result<Arc<authn::Identity>, Refusal> {
         let token_given = !matches!(authorization, Values::Absent);
         let token = match authn::bearer(authorization.as_slice()) {
@@ -330,7 +343,7 @@ impl Gate {
         };
         self.state
             .auth
-            .authenticate(token)
+            .authenticate_noting(token, fetch_wait)
             .await
             .map_err(|rejection| refusal(rejection, true))
     }

@@ -148,6 +148,7 @@ async fn decide(gate: &Gate, r: &Req) -> Decided {
         content_length: r.length,
         has_content_length: r.length.is_some(),
         transfer_encoding: bytes(&r.transfer_encoding),
+        traced: false,
     };
     gate.decide(&facts).await
 }
@@ -825,12 +826,22 @@ fn reserved_headers_in_every_spelling() {
 
 #[test]
 fn request_ids_are_kept_only_when_reasonable() {
-    let id = |values: &[&str]| request_id(values.iter().map(|v| v.as_bytes()));
+    let bytes = |values: &'static [&'static str]| values.iter().map(|v| v.as_bytes());
+    let id = |values: &'static [&'static str]| request_id(bytes(values), std::iter::empty());
     assert_eq!(id(&["abc-1.2:3_x"]), "abc-1.2:3_x");
-    for bad in [&[""][..], &["a b"], &["a", "b"], &[&"x".repeat(129)]] {
+    let long: &'static str = Box::leak("x".repeat(129).into_boxed_str());
+    let long: &'static [&'static str] = Box::leak(vec![long].into_boxed_slice());
+    for bad in [&[""][..], &["a b"], &["a", "b"], long] {
         let got = id(bad);
         assert!(uuid::Uuid::parse_str(&got).is_ok(), "{bad:?} kept as {got}");
+        // An unusable ours falls back to a usable `x-request-id`.
+        assert_eq!(request_id(bytes(bad), bytes(&["ingress-7"])), "ingress-7");
     }
+    // Ours wins over theirs when both are usable; theirs alone is kept.
+    assert_eq!(request_id(bytes(&["ours"]), bytes(&["theirs"])), "ours");
+    assert_eq!(request_id(std::iter::empty(), bytes(&["theirs"])), "theirs");
+    let got = request_id(std::iter::empty(), bytes(&["a b"]));
+    assert!(uuid::Uuid::parse_str(&got).is_ok(), "kept {got}");
 }
 
 #[test]
@@ -873,6 +884,11 @@ fn each_label_has_its_own_duration_slot() {
         status: 200,
         request_id: "r",
         elapsed,
+        method: "POST",
+        client: None,
+        upstream: None,
+        bytes_in: 0,
+        bytes_out: 0,
     };
     let allowed = Record {
         route: Some(Route::Execute),
@@ -881,6 +897,10 @@ fn each_label_has_its_own_duration_slot() {
         label: Allow,
         reason: Cow::Borrowed(""),
         decision_time: None,
+        issuer: None,
+        token_check: None,
+        jwks_wait: None,
+        by_rule: false,
     };
     let public = Record {
         route: Some(Route::ExecutePublic),

@@ -23,11 +23,13 @@ METRICS = {
     "zambda_guard_build_info", "zambda_guard_rate_limited_total",
     "zambda_guard_tls_certificate_reloads_total",
     "zambda_guard_tls_certificate_not_after_timestamp_seconds",
+    "zambda_guard_upstream_duration_seconds",
 }
 METRIC_REF = re.compile(r"\bzambda_guard_[a-z_]+")
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 ALERTS = {"ZambdaGuardPolicyReloadFailing", "ZambdaGuardJwksStale", "ZambdaGuardDenyRateHigh",
-          "ZambdaGuard5xxRateHigh", "ZambdaGuardCertificateExpiringSoon"}
+          "ZambdaGuard5xxRateHigh", "ZambdaGuardCertificateExpiringSoon",
+          "ZambdaGuardUpstreamLatencyHigh"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -122,6 +124,10 @@ def test_prometheus_rule(observability):
     assert 'decision=~"deny|unauthenticated"' in alerts["ZambdaGuardDenyRateHigh"]["expr"]
     assert 'class=~"5xx|error"' in alerts["ZambdaGuard5xxRateHigh"]["expr"]
     assert "> 0.25" in alerts["ZambdaGuardDenyRateHigh"]["expr"]
+    latency = alerts["ZambdaGuardUpstreamLatencyHigh"]
+    assert metric_names(latency["expr"]) == {"zambda_guard_upstream_duration_seconds"}
+    assert "histogram_quantile(0.99," in latency["expr"] and ") > 5\n" in latency["expr"]
+    assert "> 0.1" in latency["expr"], "quiet below the minimum request rate"
     expiry = alerts["ZambdaGuardCertificateExpiringSoon"]
     assert metric_names(expiry["expr"]) == {"zambda_guard_tls_certificate_not_after_timestamp_seconds"}
     assert "- time() < 1209600" in expiry["expr"]
@@ -175,6 +181,15 @@ def test_grafana_dashboard(observability):
     all_exprs = " ".join(e for v in exprs.values() for e in v)
     assert "zambda_guard_policy_reloads_total" in all_exprs
     assert "time() - max by (issuer) (zambda_guard_jwks_last_success_timestamp_seconds" in all_exprs
+    upstream = exprs["Upstream latency (p50, p95, p99)"]
+    quantiles = sorted(float(re.search(r"histogram_quantile\(([0-9.]+)", e).group(1)) for e in upstream)
+    assert quantiles == [0.5, 0.95, 0.99]
+    assert all("zambda_guard_upstream_duration_seconds_bucket" in e and "by (upstream, le)" in e
+               for e in upstream)
+    process = exprs["Process memory and CPU"]
+    assert any(e.startswith("max by (pod) (process_resident_memory_bytes{") for e in process)
+    # Only zambda-guard's own processes: joined on a series only it exports.
+    assert all("and on (namespace, pod, instance) zambda_guard_build_info{" in e for e in process)
     grid = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]]
     assert len(grid) == len(set(grid)), "panels overlap"
 

@@ -44,6 +44,10 @@ BAD_VALUES = {
     "negative preStop": ({"shutdown": {"preStopSleepSeconds": -1}}, "/shutdown/preStopSleepSeconds"),
     "probe typo": ({"probes": {"liveness": {"periodSecond": 5}}}, "periodSecond"),
     "serviceMonitor interval": ({"serviceMonitor": {"interval": "30 seconds"}}, "/serviceMonitor/interval"),
+    "telemetry endpoint without a scheme": (
+        {"telemetry": {"otlpEndpoint": "otel-collector:4318"}}, "/telemetry/otlpEndpoint"),
+    "telemetry typo": ({"telemetry": {"endpoint": "http://c:4318"}}, "endpoint"),
+    "sample ratio above 1": ({"config": {"telemetry": {"sample_ratio": 2}}}, "/config/telemetry/sample_ratio"),
     "deny ratio above 1": ({"prometheusRule": {"denyRatio": 5}}, "/prometheusRule/denyRatio"),
     "sidecar without a function image": ({"function": {"image": None}}, "image"),
 }

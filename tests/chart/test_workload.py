@@ -198,6 +198,21 @@ def test_hmac_secret_comes_from_a_secret(render):
     assert "secret" not in render(VALUE_SETS["sidecar"]).config_yaml_text().replace("hmac_secret_env", "")
 
 
+def test_telemetry_values_become_otel_environment_variables(render):
+    proxy = render({"telemetry": {
+        "otlpEndpoint": "http://otel-collector.observability:4318",
+        "serviceName": "labs-guard",
+        "resourceAttributes": "deployment.environment=prod",
+    }}).container()
+    env = {e["name"]: e.get("value") for e in proxy["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+    assert env["OTEL_SERVICE_NAME"] == "labs-guard"
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=prod"
+    # Off by default: no OTEL_ variable at all.
+    default = render().container()
+    assert not [e for e in default.get("env", []) if e["name"].startswith("OTEL_")]
+
+
 # --- security -------------------------------------------------------------
 
 def _assert_restricted(container, pod):

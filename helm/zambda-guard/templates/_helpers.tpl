@@ -455,7 +455,8 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
       containerPort: {{ include "zambda-guard.authzPort" . }}
       protocol: TCP
     {{- end }}
-  {{- if or .Values.hmacSecrets .Values.env .Values.extraEnv }}
+  {{- $otel := .Values.telemetry | default dict }}
+  {{- if or .Values.hmacSecrets .Values.env .Values.extraEnv $otel.otlpEndpoint $otel.serviceName $otel.resourceAttributes }}
   env:
     {{- range .Values.hmacSecrets }}
     - name: {{ .env }}
@@ -463,6 +464,18 @@ The zambda-guard container, as one item of a `containers:` list. Forwards to
         secretKeyRef:
           name: {{ .secretName }}
           key: {{ .key | quote }}
+    {{- end }}
+    {{- with $otel.otlpEndpoint }}
+    - name: OTEL_EXPORTER_OTLP_ENDPOINT
+      value: {{ . | quote }}
+    {{- end }}
+    {{- with $otel.serviceName }}
+    - name: OTEL_SERVICE_NAME
+      value: {{ . | quote }}
+    {{- end }}
+    {{- with $otel.resourceAttributes }}
+    - name: OTEL_RESOURCE_ATTRIBUTES
+      value: {{ . | quote }}
     {{- end }}
     {{- with .Values.env }}
     {{- toYaml . | nindent 4 }}
