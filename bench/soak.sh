@@ -85,7 +85,8 @@ nginx_conf "$WORK/backend" <<EOF
   log_format soak '\$msec \$http_x_oystehr_request_id \$http_x_zambda_name \$http_x_zambda_actor \$request_method \$request_uri';
   server {
     listen 127.0.0.1:$BACKEND_PORT;
-    access_log $WORK/backend/access.log soak buffer=64k flush=1s;
+    # unbuffered: a line buffered when the backend is stopped would be lost
+    access_log $WORK/backend/access.log soak;
     location / {
       default_type application/json;
       return 200 '{"status":200,"output":{"echo":true}}';

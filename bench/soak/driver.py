@@ -538,10 +538,12 @@ class Driver:
             self.log.write("sighup-unchanged", t=t, reloaded=after != before)
 
     def rotate(self):
+        if self.pending:
+            return  # the previous rotation is not over yet
         old = self.keys.signing
         new = self.keys.new_key()
         t = now()
-        self.keys.publish([old, new])
+        self.keys.publish(self.keys.published + [new])
         self.log.write("rotate-publish", t=t, old=old, new=new)
 
         def sign():
@@ -549,7 +551,7 @@ class Driver:
             self.log.write("rotate-sign", t=now(), kid=new)
 
         def remove():
-            self.keys.publish([new])
+            self.keys.publish([k for k in self.keys.published if k != old])
             self.log.write("rotate-remove", t=now(), kid=old)
 
         self.pending.append((t + ROTATE_SIGN_AFTER, sign))
