@@ -659,18 +659,42 @@ fn assert_none_lost(when: &str, answered: usize, lost: &[String]) {
     println!("{answered} requests {when}, none lost");
 }
 
-fn keep_alive_call(token: &str) -> String {
-    format!(
-        "POST /v1/zambda/lab-results-ingest/execute HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 2\r\n\r\n{{}}"
-    )
-}
-
 async fn wait_for_exit(child: &mut std::process::Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "{what} did not exit");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A proxy in front of the echo backend, with a [`KeepAliveLoad`] of 16
+/// clients under way; the JWKS server must live as long as the proxy.
+async fn proxy_under_keep_alive_load() -> (Proxy, KeepAliveLoad, Recorder, JwksServer) {
+    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let proxy = Proxy::start(Setup::new(addr, &jwks.url())).await;
+    proxy.ready().await;
+    let token = key.sign(&claims("lab-bot@clients"));
+    let raw = format!(
+        "POST /v1/zambda/lab-results-ingest/execute HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    let load = KeepAliveLoad::start(proxy.addr, raw, 16);
+    load.answered_at_least(200).await;
+    (proxy, load, backend, jwks)
+}
+
+/// Starts `run --upgrade`, sends the old process SIGQUIT once the new one
+/// waits on the upgrade socket, and waits for the old one to exit.
+async fn hand_over(old: &mut Proxy) -> std::process::Child {
+    let new = old.spawn_upgrade();
+    let sock = old.dir.path().join("upgrade.sock");
+    eventually("the upgrade socket", || sock.exists()).await;
+    old.signal("QUIT");
+    wait_for_exit(&mut old.child, "the old process, after SIGQUIT,").await;
+    new
 }
 
 /// A SIGTERM drain under keep-alive load loses no request. Two ways it
@@ -681,19 +705,7 @@ async fn wait_for_exit(child: &mut std::process::Child, what: &str) {
 /// its accept queue, which the kernel resets with the listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drain_under_keep_alive_load_loses_no_request() {
-    let (addr, _backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let mut proxy = Proxy::start(Setup::new(addr, &jwks.url())).await;
-    proxy.ready().await;
-    let load = KeepAliveLoad::start(
-        proxy.addr,
-        keep_alive_call(&key.sign(&claims("lab-bot@clients"))),
-        16,
-    );
-    load.answered_at_least(200).await;
+    let (mut proxy, load, _backend, _jwks) = proxy_under_keep_alive_load().await;
     proxy.signal("TERM");
     wait_for_exit(&mut proxy.child, "the proxy, after SIGTERM,").await;
     // every client ends on its own: its next connection is refused
@@ -706,24 +718,8 @@ async fn sigterm_drain_under_keep_alive_load_loses_no_request() {
 /// clients carry on with the new process on the same listener.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigquit_upgrade_under_keep_alive_load_loses_no_request() {
-    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
-        .await
-        .unwrap();
-    let key = SigningKey::rsa1();
-    let jwks = JwksServer::start(&[&key]).await;
-    let mut old = Proxy::start(Setup::new(addr, &jwks.url())).await;
-    old.ready().await;
-    let load = KeepAliveLoad::start(
-        old.addr,
-        keep_alive_call(&key.sign(&claims("lab-bot@clients"))),
-        16,
-    );
-    load.answered_at_least(200).await;
-    let mut new = old.spawn_upgrade();
-    let sock = old.dir.path().join("upgrade.sock");
-    eventually("the upgrade socket", || sock.exists()).await;
-    old.signal("QUIT");
-    wait_for_exit(&mut old.child, "the old process, after SIGQUIT,").await;
+    let (mut old, load, backend, _jwks) = proxy_under_keep_alive_load().await;
+    let mut new = hand_over(&mut old).await;
     // the new process serves the same connections' successors
     let before = backend.count();
     eventually("requests served by the new process", || {

@@ -404,7 +404,8 @@ class Backend:
         wait_for("the backend", lambda: port_open(self.args.backend_port), 30)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+        # graceful: requests in progress are answered and logged
+        self.proc.send_signal(signal.SIGQUIT)
         self.proc.wait(timeout=30)
 
     def restart(self, down_for):
