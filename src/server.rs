@@ -141,7 +141,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
-        shutdown: &ShutdownWatch,
+        // pingora's own watch turns as the listeners begin to close: see
+        // `Closed` for why the proxy is told later
+        _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         match session.take_connection_user_context() {
             Some(reused) => session.set_connection_user_context(Some(reused)),
@@ -154,8 +156,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
         // each later request of the connection, and is a no-op on HTTP/2.
         session.set_pipelining_enabled(true);
         let _in_flight = self.state.begin_request();
-        // pingora's own watch turns as the listeners begin to close
-        let _ = shutdown;
         self.inner.process_new_http(session, &self.closed.rx).await
     }
 

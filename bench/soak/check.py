@@ -155,7 +155,7 @@ def pct(values, p):
 
 
 def read_backend(work):
-    """id -> [(time, name, actor, uri)]"""
+    """id -> [(time, x-zambda-name, x-zambda-actor)]"""
     seen = defaultdict(list)
     path = os.path.join(work, "backend", "access.log")
     if not os.path.exists(path):
@@ -165,8 +165,8 @@ def read_backend(work):
             parts = line.split()
             if len(parts) < 6:
                 continue
-            msec, rid, name, actor, _method, uri = parts[:6]
-            seen[rid].append((float(msec), name, actor, uri))
+            msec, rid, name, actor = parts[:4]
+            seen[rid].append((float(msec), name, actor))
     return seen
 
 
@@ -289,7 +289,7 @@ def main():
         forwarded[kind] += len(hits)
         if len(hits) > 1:
             fail("forwarded more than once", rid, f"{len(hits)} times")
-        for t, name, actor, _uri in hits:
+        for t, name, actor in hits:
             if kind in ("D", "X"):
                 fail("refused request forwarded (backend log)", rid, f"kind {kind} at +{t - t0:.3f} s")
             elif kind in ("A", "B"):
