@@ -336,7 +336,7 @@ def main():
         life = ss[-1]["t"] - start
         warm = [s for s in ss if start + WARMUP <= s["t"] < start + WARMUP + WINDOW]
         last = [s for s in ss if s["t"] >= ss[-1]["t"] - WINDOW]
-        row = {"pid": pid, "start": start - t0, "life": life, "judged": life >= MIN_JUDGED_LIFE and warm}
+        row = {"pid": pid, "start": max(0.0, start - t0), "life": life, "judged": life >= MIN_JUDGED_LIFE and warm}
         for key in ("rss_kb", "fds"):
             base = statistics.median(s[key] for s in warm) if warm else None
             end = statistics.median(s[key] for s in last)
