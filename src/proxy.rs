@@ -191,10 +191,14 @@ impl ProxyHttp for Guard {
     }
 
     /// Bounds the downstream connection's idle keep-alive and reads before
-    /// anything else runs.
+    /// anything else runs. A connection whose keep-alive is already off
+    /// stays off: the client asked to close it, or the server is shutting
+    /// down and the answer must say `Connection: close`.
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         let limits = &self.state().config.limits;
-        session.set_keepalive(Some(limits.downstream_idle_timeout.as_secs()));
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(limits.downstream_idle_timeout.as_secs()));
+        }
         session.set_read_timeout(Some(limits.downstream_read_timeout));
         Ok(())
     }

@@ -92,10 +92,51 @@ pub fn prepare(config: Config) -> Result<Arc<State>, StartError> {
 /// Also counts the request in flight from here, before its head is read:
 /// counted only once pingora had parsed it, a connection accepted just as a
 /// shutdown began looked idle, and the drain could end the process under it.
+///
+/// And it tells the proxy that the server is shutting down only once the
+/// listeners are closed ([`Closed`]): pingora answers with `Connection:
+/// close` from the moment shutdown begins, and a client that reconnects at
+/// once could land in the accept queue of a listener about to close, whose
+/// connections the kernel resets with their requests sent.
 struct HeadTimeout<A> {
     inner: Arc<A>,
     read_timeout: Duration,
     state: Arc<State>,
+    closed: Closed,
+}
+
+impl<A> HeadTimeout<A> {
+    fn new(inner: A, read_timeout: Duration, state: Arc<State>) -> Self {
+        HeadTimeout {
+            inner: Arc::new(inner),
+            read_timeout,
+            state,
+            closed: Closed::default(),
+        }
+    }
+}
+
+/// How long after its listeners closed a shutting-down service still
+/// waits for a request on a kept-alive connection before closing it. A busy
+/// client has been told `Connection: close` by then; an idle one that sends
+/// just as its connection closes meets the race every keep-alive timeout
+/// has.
+const IDLE_CLOSE_AFTER: Duration = Duration::from_secs(1);
+
+/// A shutdown watch that turns only once the service's listeners are
+/// closed: pingora calls an app's cleanup after every accept loop of the
+/// service has ended and dropped its listener. After that a client told to
+/// reconnect is refused, having sent nothing, and can go elsewhere.
+struct Closed {
+    tx: tokio::sync::watch::Sender<bool>,
+    rx: ShutdownWatch,
+}
+
+impl Default for Closed {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        Closed { tx, rx }
+    }
 }
 
 #[async_trait]
@@ -103,7 +144,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
-        shutdown: &ShutdownWatch,
+        // pingora's own watch turns as the listeners begin to close: see
+        // `Closed` for why the proxy is told later
+        _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         match session.take_connection_user_context() {
             Some(reused) => session.set_connection_user_context(Some(reused)),
@@ -116,7 +159,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
         // each later request of the connection, and is a no-op on HTTP/2.
         session.set_pipelining_enabled(true);
         let _in_flight = self.state.begin_request();
-        self.inner.process_new_http(session, shutdown).await
+        self.inner.process_new_http(session, &self.closed.rx).await
     }
 
     fn h2_options(&self) -> Option<H2Options> {
@@ -127,7 +170,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeadTimeout<A> 
         self.inner.server_options()
     }
 
+    /// Runs once the service's listeners are closed. From here every answer
+    /// says `Connection: close`; a connection waiting for its next request
+    /// is closed only [`IDLE_CLOSE_AFTER`] later, so that a request already
+    /// on its way is answered rather than cut.
     async fn http_cleanup(&self) {
+        self.closed.tx.send_replace(true);
+        tokio::time::sleep(IDLE_CLOSE_AFTER).await;
         self.inner.http_cleanup().await
     }
 }
@@ -252,11 +301,7 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
         inner.handle_init_modules();
         let mut proxy = Service::new(
             "zambda-guard proxy".to_string(),
-            HeadTimeout {
-                inner: Arc::new(inner),
-                read_timeout: config.limits.downstream_read_timeout,
-                state: state.clone(),
-            },
+            HeadTimeout::new(inner, config.limits.downstream_read_timeout, state.clone()),
         );
         match &state.tls {
             // HTTPS only: never a plain-HTTP fallback on a TLS listener.
@@ -275,11 +320,11 @@ pub fn build(state: Arc<State>, upgrade: bool) -> Server {
     let authz = config.authz.as_ref().map(|authz| {
         let mut service = Service::new(
             "zambda-guard authz".to_string(),
-            HeadTimeout {
-                inner: Arc::new(Authz::new(state.clone())),
-                read_timeout: config.limits.downstream_read_timeout,
-                state: state.clone(),
-            },
+            HeadTimeout::new(
+                Authz::new(state.clone()),
+                config.limits.downstream_read_timeout,
+                state.clone(),
+            ),
         );
         service.add_tcp(&authz.listen.to_string());
         service.threads = Some(config.threads);

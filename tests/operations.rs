@@ -582,6 +582,177 @@ async fn sigterm_lets_in_flight_requests_finish() {
     }
 }
 
+/// Clients that each keep one connection busy, sending the next request as
+/// soon as the last is answered, and open a new connection when told
+/// `Connection: close` or when one breaks. A client ends when a connection
+/// is refused (nothing was sent on it) or, between two requests, once
+/// `stop` is set. A request written and never answered is a lost one.
+struct KeepAliveLoad {
+    answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl KeepAliveLoad {
+    fn start(addr: std::net::SocketAddr, raw: String, clients: usize) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::AsyncWriteExt;
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let (raw, answered, stop) = (raw.clone(), answered.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut lost = Vec::new();
+                    'connections: while !stop.load(Relaxed) {
+                        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                            break;
+                        };
+                        let mut buf = Vec::new();
+                        while !stop.load(Relaxed) {
+                            if stream.write_all(raw.as_bytes()).await.is_err() {
+                                continue 'connections;
+                            }
+                            match read_response(&mut stream, &mut buf).await {
+                                Ok(r) => {
+                                    answered.fetch_add(1, Relaxed);
+                                    if r.status != 200 {
+                                        lost.push(format!("status {}", r.status));
+                                    }
+                                    if r.header("connection") == Some("close") {
+                                        continue 'connections;
+                                    }
+                                }
+                                Err(e) => {
+                                    lost.push(e.to_string());
+                                    continue 'connections;
+                                }
+                            }
+                        }
+                    }
+                    lost
+                })
+            })
+            .collect();
+        KeepAliveLoad {
+            answered,
+            stop,
+            clients,
+        }
+    }
+
+    /// Waits until `n` requests were answered: every connection busy,
+    /// several times over.
+    async fn answered_at_least(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.answered.load(std::sync::atomic::Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "the load did not get going");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the clients; the requests answered and every loss.
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut lost = Vec::new();
+        for client in self.clients {
+            let l = tokio::time::timeout(Duration::from_secs(15), client)
+                .await
+                .expect("a client hung")
+                .unwrap();
+            lost.extend(l);
+        }
+        (
+            self.answered.load(std::sync::atomic::Ordering::Relaxed),
+            lost,
+        )
+    }
+}
+
+fn assert_none_lost(when: &str, answered: usize, lost: &[String]) {
+    assert!(
+        lost.is_empty(),
+        "{} of {} requests lost {when}: {:?}",
+        lost.len(),
+        answered + lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    println!("{answered} requests {when}, none lost");
+}
+
+async fn wait_for_exit(child: &mut std::process::Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A proxy in front of the echo backend, with a [`KeepAliveLoad`] of 16
+/// clients under way; the JWKS server must live as long as the proxy.
+async fn proxy_under_keep_alive_load() -> (Proxy, KeepAliveLoad, Recorder, JwksServer) {
+    let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
+        .await
+        .unwrap();
+    let key = SigningKey::rsa1();
+    let jwks = JwksServer::start(&[&key]).await;
+    let proxy = Proxy::start(Setup::new(addr, &jwks.url())).await;
+    proxy.ready().await;
+    let token = key.sign(&claims("lab-bot@clients"));
+    let raw = format!(
+        "POST /v1/zambda/lab-results-ingest/execute HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 2\r\n\r\n{{}}"
+    );
+    let load = KeepAliveLoad::start(proxy.addr, raw, 16);
+    load.answered_at_least(200).await;
+    (proxy, load, backend, jwks)
+}
+
+/// Starts `run --upgrade`, sends the old process SIGQUIT once the new one
+/// waits on the upgrade socket, and waits for the old one to exit.
+async fn hand_over(old: &mut Proxy) -> std::process::Child {
+    let new = old.spawn_upgrade();
+    let sock = old.dir.path().join("upgrade.sock");
+    eventually("the upgrade socket", || sock.exists()).await;
+    old.signal("QUIT");
+    wait_for_exit(&mut old.child, "the old process, after SIGQUIT,").await;
+    new
+}
+
+/// A SIGTERM drain under keep-alive load loses no request. Two ways it
+/// did: the proxy's keep-alive bound switched keep-alive back on after
+/// pingora had switched it off for the shutdown, so no answer said
+/// `Connection: close` and the connections were cut between two requests;
+/// and clients told to close before the listener closed reconnected into
+/// its accept queue, which the kernel resets with the listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drain_under_keep_alive_load_loses_no_request() {
+    let (mut proxy, load, _backend, _jwks) = proxy_under_keep_alive_load().await;
+    proxy.signal("TERM");
+    wait_for_exit(&mut proxy.child, "the proxy, after SIGTERM,").await;
+    // every client ends on its own: its next connection is refused
+    let (answered, lost) = load.finish().await;
+    assert_none_lost("across the drain", answered, &lost);
+}
+
+/// The same over a SIGQUIT hand-over: the old process's kept-alive
+/// connections are told to close once it stops accepting, and their
+/// clients carry on with the new process on the same listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_upgrade_under_keep_alive_load_loses_no_request() {
+    let (mut old, load, backend, _jwks) = proxy_under_keep_alive_load().await;
+    let mut new = hand_over(&mut old).await;
+    // the new process serves the same connections' successors
+    let before = backend.count();
+    eventually("requests served by the new process", || {
+        backend.count() > before + 100
+    })
+    .await;
+    let (answered, lost) = load.finish().await;
+    let _ = new.kill();
+    let _ = new.wait();
+    assert_none_lost("across the hand-over", answered, &lost);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigquit_hands_the_sockets_to_an_upgraded_process() {
     let (addr, backend) = echo::serve("127.0.0.1:0".parse().unwrap(), Behaviour::default())
