@@ -97,8 +97,9 @@ async fn editor_saves_created_and_deleted_files_reload() {
     let took = live.until_flip(403, "editor save").await;
     println!("reload after an editor save took {} ms", took.as_millis());
 
-    // an invalid write is refused; the last good set keeps serving
-    std::fs::write(&p, "zambdas: [oops\n").unwrap();
+    // an invalid write is refused; the last good set keeps serving (written
+    // whole: a truncated file caught between truncate and write is valid)
+    write_atomically(&p, "zambdas: [oops\n");
     std::fs::write(
         live.policies().join("extra.yaml"),
         "roles:\n  - name: base\n",
