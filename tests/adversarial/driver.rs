@@ -262,12 +262,13 @@ pub async fn backend() -> (SocketAddr, Recorder) {
 }
 
 /// The shipped example policies, project id set, a 1 KiB body limit; the
-/// issuer takes RS256 and ES256 from the JWKS and HS256 with a secret.
+/// issuer takes RS256 and ES256 from the JWKS and HS256 with a secret, with
+/// a 120 s leeway (the time cases sit 60 s inside and 180 s outside it).
 pub async fn main_world(jwks: &JwksServer, tls: Option<&PairFiles>) -> World {
     let (addr, backend) = backend().await;
     let mut setup = Setup::new(addr, &jwks.url());
     setup.issuers_yaml = format!(
-        "    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256, ES256, HS256]\n      jwks_url: {}\n      hmac_secret_env: {HMAC_ENV}\n      jwks_refresh_seconds: 300\n      jwks_min_refetch_seconds: 1\n",
+        "    - issuer: {ISSUER}\n      audiences: [{AUDIENCE}]\n      algorithms: [RS256, ES256, HS256]\n      jwks_url: {}\n      hmac_secret_env: {HMAC_ENV}\n      jwks_refresh_seconds: 300\n      jwks_min_refetch_seconds: 1\n  leeway_seconds: 120\n",
         jwks.url()
     );
     setup.extra = format!(
