@@ -127,33 +127,29 @@ impl Sync {
         if snapshot.roles.is_empty() && snapshot.zambdas.is_empty() {
             return Err(Failure::Empty);
         }
-        let (bytes, counts) =
-            render::render(&snapshot, settings).map_err(|why| Failure::Write {
-                path: settings.path().display().to_string(),
-                why,
-            })?;
+        let (text, counts) = render::render(&snapshot, settings).map_err(|why| Failure::Write {
+            path: settings.path().display().to_string(),
+            why,
+        })?;
         let path = settings.path();
         let write_error = |e: std::io::Error| Failure::Write {
             path: path.display().to_string(),
             why: e.to_string(),
         };
         std::fs::create_dir_all(&settings.dir).map_err(write_error)?;
-        let text = String::from_utf8(bytes.clone()).map_err(|e| Failure::Write {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
         let config = self.config.clone();
         let candidate = path.clone();
+        let checked_text = text.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            store::load_with(&config, &candidate, text).map(|_| ())
+            store::load_with(&config, &candidate, checked_text).map(|_| ())
         })
         .await
         .map_err(|e| Failure::Invalid(e.to_string()))?;
         checked.map_err(|e| Failure::Invalid(e.to_string()))?;
-        if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+        if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
             return Ok(Outcome::Unchanged(counts));
         }
-        write_atomically(&path, &bytes).map_err(write_error)?;
+        write_atomically(&path, text.as_bytes()).map_err(write_error)?;
         Ok(Outcome::Written(counts))
     }
 

@@ -90,7 +90,7 @@ pub struct Counts {
 /// The file's bytes: pretty JSON, entries sorted (Zambdas and roles by
 /// name then id, M2M clients by client id, role stubs by name then id),
 /// rules in the API's order, a final newline.
-pub fn render(snapshot: &Snapshot, settings: &Oystehr) -> Result<(Vec<u8>, Counts), String> {
+pub fn render(snapshot: &Snapshot, settings: &Oystehr) -> Result<(String, Counts), String> {
     let zambdas = sorted(
         &snapshot.zambdas,
         |z| Zambda {
@@ -144,9 +144,9 @@ pub fn render(snapshot: &Snapshot, settings: &Oystehr) -> Result<(Vec<u8>, Count
         m2ms,
         defaults,
     };
-    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-    bytes.push(b'\n');
-    Ok((bytes, counts))
+    let mut text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok((text, counts))
 }
 
 /// `items` written as `write` makes them, sorted by `key`.

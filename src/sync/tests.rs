@@ -75,7 +75,7 @@ fn the_file_is_sorted_deterministic_and_carries_issuer_and_upstreams() {
         (counts.roles, counts.zambdas, counts.m2ms, counts.defaults),
         (2, 2, 1, 1)
     );
-    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&bytes).unwrap();
     assert_eq!(value["zambdas"][0]["name"], "book");
     assert_eq!(value["zambdas"][1]["upstream"], "labs");
     assert!(value["zambdas"][0].get("upstream").is_none());
@@ -85,7 +85,7 @@ fn the_file_is_sorted_deterministic_and_carries_issuer_and_upstreams() {
     assert_eq!(value["defaults"][0]["issuer"], "https://auth.test/");
     assert_eq!(value["defaults"][0]["roles"][0]["id"], "r1");
     // object keys sorted inside policies, whatever order the API used
-    let text = String::from_utf8(bytes).unwrap();
+    let text = bytes;
     let rule = text.find("\"action\"").unwrap();
     assert!(rule < text.find("\"effect\"").unwrap());
 }
@@ -98,9 +98,7 @@ fn the_file_loads_through_the_store_with_the_rest_of_the_set() {
     let config = config(dir.path());
     let settings = config.oystehr.clone().unwrap();
     let (bytes, _) = render(&snapshot(), &settings).unwrap();
-    let loaded =
-        crate::store::load_with(&config, &settings.path(), String::from_utf8(bytes).unwrap())
-            .unwrap();
+    let loaded = crate::store::load_with(&config, &settings.path(), bytes).unwrap();
     assert_eq!(loaded.set.stats().roles, 2);
     // the same role defined in another file: the candidate is refused
     std::fs::write(
@@ -109,10 +107,7 @@ fn the_file_loads_through_the_store_with_the_rest_of_the_set() {
     )
     .unwrap();
     let (bytes, _) = render(&snapshot(), &settings).unwrap();
-    assert!(
-        crate::store::load_with(&config, &settings.path(), String::from_utf8(bytes).unwrap())
-            .is_err()
-    );
+    assert!(crate::store::load_with(&config, &settings.path(), bytes).is_err());
 }
 
 #[test]
