@@ -14,6 +14,11 @@
 #                 zambda-guard and, when it was built with the same
 #                 profile, the bare pingora proxy (examples/bare_pingora.rs)
 #                 on the same load; then zambda-guard's own request phases
+#   --keep DIR    copy the callgrind dumps into DIR (for callgrind_annotate)
+#   --cg-connections N  wrk connections under callgrind (default 4); with 1
+#                 every request takes the same path, so counts repeat to
+#                 within ~1 % and small changes can be compared
+#   --only-callgrind    skip the perf and strace parts
 # Prints: kernel / zambda-guard / libc shares, the top symbols, the
 # inclusive share of each proxy phase, and system calls per request.
 # Needs perf, strace (and valgrind for --callgrind); loopback only.
@@ -26,13 +31,19 @@ ZG=""
 SECONDS_=5
 ROUTE=execute
 CALLGRIND=0
+KEEP=""
+CG_CONNECTIONS=4
+ONLY_CALLGRIND=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --zg) ZG="$(realpath "$2")"; shift 2 ;;
     --seconds) SECONDS_="$2"; shift 2 ;;
     --route) ROUTE="$2"; shift 2 ;;
     --callgrind) CALLGRIND=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --keep) KEEP="$2"; shift 2 ;;
+    --cg-connections) CG_CONNECTIONS="$2"; shift 2 ;;
+    --only-callgrind) ONLY_CALLGRIND=1; CALLGRIND=1; shift ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
@@ -52,6 +63,10 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$KEEP" ]; then
+    mkdir -p "$KEEP"
+    cp "$WORK"/*.out.* "$KEEP"/ 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -80,6 +95,7 @@ start_zg() {
 }
 start_zg
 URL="http://127.0.0.1:$P_ZG$ZPATH"
+if [ "$ONLY_CALLGRIND" = 0 ]; then
 wrk -t1 -c64 -d2s -s "$WORK/load.lua" "$URL" >/dev/null
 
 echo "== perf: $ZG, $ZPATH, wrk -t1 -c64, ${SECONDS_}s sampled"
@@ -110,23 +126,24 @@ awk -v n="$((R1 - R0))" 'BEGIN {printf "%-16s %10s %12s\n", "syscall", "calls", 
   $1 ~ /^[0-9.]+$/ && $NF != "total" {calls = ($5 ~ /^[0-9]+$/ && NF == 6) ? $4 : $4; printf "%-16s %10d %12.2f\n", $NF, calls, calls / n}' \
   "$WORK/strace.txt"
 echo "($((R1 - R0)) requests in the window; strace slows the proxy, the counts per request are what matter)"
+fi
 
 if [ "$CALLGRIND" = 1 ]; then
   command -v valgrind >/dev/null || { echo "missing valgrind" >&2; exit 1; }
   kill "$ZG_PID"; wait "$ZG_PID" 2>/dev/null || true
   # Counts only the load: counters zeroed after a warm-up, dumped after
-  # 4 s of wrk -t1 -c4, divided by the requests wrk completed.
+  # 4 s of wrk -t1 -cN, divided by the requests wrk completed.
   per_request() { # NAME OUT PID URL: prints instructions per request
-    wrk -t1 -c4 -d1s -s "$WORK/load.lua" "$4" >/dev/null
+    wrk -t1 -c"$CG_CONNECTIONS" -d1s -s "$WORK/load.lua" "$4" >/dev/null
     callgrind_control -z "$3" >/dev/null 2>&1
-    n=$(wrk -t1 -c4 -d4s -s "$WORK/load.lua" "$4" | awk '/^REQUESTS/ {print $2}')
+    n=$(wrk -t1 -c"$CG_CONNECTIONS" -d4s -s "$WORK/load.lua" "$4" | awk '/^REQUESTS/ {print $2}')
     callgrind_control -d "$3" >/dev/null 2>&1
     dump=$(ls -t "$2".* | head -1)
     total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     printf '%-28s %9d requests %12d instructions per request\n' "$1" "$n" "$((total / n))"
     DUMP=$dump N=$n
   }
-  echo "== callgrind: instructions per request (wrk -t1 -c4, 4 s after a 1 s warm-up)"
+  echo "== callgrind: instructions per request (wrk -t1 -c$CG_CONNECTIONS, 4 s after a 1 s warm-up)"
   start_zg valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out"
   per_request "zambda-guard $ROUTE" "$WORK/callgrind.out" "$ZG_PID" "$URL"
   ZG_DUMP=$DUMP ZG_N=$N

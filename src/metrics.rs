@@ -44,6 +44,8 @@ pub struct Metrics {
     request_durations: Box<[OnceLock<Histogram>]>,
     pub decision_duration: Histogram,
     pub upstream_responses: IntCounterVec,
+    /// `upstream_responses` children by class, each resolved on first use.
+    upstream_response_counters: [OnceLock<IntCounter>; UPSTREAM_CLASSES.len()],
     pub upstream_duration: HistogramVec,
     /// The default upstream's `upstream_duration` children by class, each
     /// resolved on first use (as `request_durations`).
@@ -82,6 +84,17 @@ impl Metrics {
                 .request_duration
                 .with_label_values(&[route, decision])
                 .observe(seconds),
+        }
+    }
+
+    /// Counts a backend answer (or its absence) in
+    /// `upstream_responses_total`; `class` is one of [`UPSTREAM_CLASSES`].
+    pub fn count_upstream_response(&self, class: &str) {
+        match UPSTREAM_CLASSES.iter().position(|c| *c == class) {
+            Some(slot) => self.upstream_response_counters[slot]
+                .get_or_init(|| self.upstream_responses.with_label_values(&[class]))
+                .inc(),
+            None => self.upstream_responses.with_label_values(&[class]).inc(),
         }
     }
 
@@ -140,6 +153,7 @@ impl Metrics {
                 &["upstream", "class"],
                 REQUEST_BUCKETS,
             ),
+            upstream_response_counters: Default::default(),
             default_upstream_durations: Default::default(),
             policy_reloads: counter_vec(
                 r,

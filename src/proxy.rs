@@ -15,6 +15,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
@@ -170,6 +171,11 @@ impl Guard {
 #[async_trait]
 impl ProxyHttp for Guard {
     type CTX = Ctx;
+
+    /// No downstream modules. pingora's default adds a response compression
+    /// module, switched off, that still builds its state for every request;
+    /// zambda-guard passes the backend's body on as it came.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
@@ -400,7 +406,7 @@ impl ProxyHttp for Guard {
         let peer = wire::peer(session.as_downstream());
         let received = up
             .headers
-            .get_all(wire::X_FORWARDED_FOR)
+            .get_all(&wire::X_FORWARDED_FOR_NAME)
             .iter()
             .map(|v| v.as_bytes());
         let forwarded_for = gate::forwarded_for(received, peer);
@@ -422,7 +428,8 @@ impl ProxyHttp for Guard {
             }
             _ => own,
         };
-        up.insert_header(X_FORWARDED_PROTO, proto)?;
+        // A static value: no copy of the scheme per request.
+        up.insert_header(X_FORWARDED_PROTO, http::HeaderValue::from_static(proto))?;
         // A traced request goes on as a child of the upstream span; without
         // traces, the client's trace headers pass as they came.
         if let Some(trace) = &ctx.trace {
@@ -453,9 +460,7 @@ impl ProxyHttp for Guard {
         ctx.upstream_status = Some(status);
         self.state()
             .metrics
-            .upstream_responses
-            .with_label_values(&[Upstream::class(Some(status))])
-            .inc();
+            .count_upstream_response(Upstream::class(Some(status)));
         Ok(())
     }
 
@@ -518,11 +523,7 @@ impl ProxyHttp for Guard {
             }
         };
         if ctx.forward.is_some() && e.esource() == &pingora::ErrorSource::Upstream {
-            self.state()
-                .metrics
-                .upstream_responses
-                .with_label_values(&["error"])
-                .inc();
+            self.state().metrics.count_upstream_response("error");
         }
         if ctx.record.is_none() {
             ctx.record = Some(Record::refused(&refusal));

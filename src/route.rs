@@ -277,8 +277,16 @@ pub fn is_id_byte(b: u8) -> bool {
 }
 
 /// The path forwarded upstream when no `path_template` is set.
+/// Built by appending into one allocation, with room for a query (no
+/// formatting machinery per request).
 pub fn canonical_path(prefix: &str, zambda: &str, route: Route) -> String {
-    format!("{prefix}/zambda/{zambda}/{route}")
+    const ZAMBDA: &str = "/zambda/";
+    let route = route.as_str();
+    let mut path = String::with_capacity(prefix.len() + zambda.len() + route.len() + 64);
+    for part in [prefix, ZAMBDA, zambda, "/", route] {
+        path.push_str(part);
+    }
+    path
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! decision service read requests through here, so they read them alike.
 
 use bytes::Bytes;
+use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 
@@ -46,9 +47,19 @@ pub fn content_length(req: &RequestHeader) -> Option<u64> {
 }
 
 /// Every value of a header.
-pub fn values<'a>(req: &'a RequestHeader, name: &str) -> Values<'a> {
+pub fn values<'a>(req: &'a RequestHeader, name: &HeaderName) -> Values<'a> {
     Values::gather(req.headers.get_all(name).iter().map(|v| v.as_bytes()))
 }
+
+/// The header names read on every request, parsed once: a lookup by a
+/// `&str` name validates and lower-cases it again each time.
+pub static X_FORWARDED_FOR_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
+static PROJECT_ID_NAMES: [HeaderName; 2] = [
+    HeaderName::from_static(gate::PROJECT_ID_HEADERS[0]),
+    HeaderName::from_static(gate::PROJECT_ID_HEADERS[1]),
+];
+static REQUEST_ID_NAME: HeaderName = HeaderName::from_static(gate::REQUEST_ID);
+static X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(gate::X_REQUEST_ID);
 
 /// The facts of a request whose method and target are given (they come
 /// from the request itself on `listen`, from where `authz.source` says on
@@ -67,17 +78,20 @@ pub fn facts<'a>(
         target,
         // Behind a trusted load balancer, the address it speaks for.
         client: peer(session).map(|peer| {
+            // Only a trusted peer's list is read (see `Trusted::client`).
+            if !trusted.contains(peer) {
+                return peer;
+            }
             let forwarded: Vec<&[u8]> = req
                 .headers
-                .get_all(X_FORWARDED_FOR)
+                .get_all(&X_FORWARDED_FOR_NAME)
                 .iter()
                 .map(|v| v.as_bytes())
                 .collect();
             trusted.client(peer, &forwarded)
         }),
-        authorization: values(req, http::header::AUTHORIZATION.as_str()),
-        project_ids: values(req, gate::PROJECT_ID_HEADERS[0])
-            .chain(values(req, gate::PROJECT_ID_HEADERS[1])),
+        authorization: values(req, &http::header::AUTHORIZATION),
+        project_ids: values(req, &PROJECT_ID_NAMES[0]).chain(values(req, &PROJECT_ID_NAMES[1])),
         // Only a preflight needs these (and they cost a lookup each).
         origin: preflight
             .then(|| req.headers.get(http::header::ORIGIN))
@@ -94,7 +108,7 @@ pub fn facts<'a>(
             Some(head) => head_has_header(head, b"content-length"),
             None => req.headers.contains_key(http::header::CONTENT_LENGTH),
         },
-        transfer_encoding: values(req, http::header::TRANSFER_ENCODING.as_str()),
+        transfer_encoding: values(req, &http::header::TRANSFER_ENCODING),
         traced: false,
     }
 }
@@ -161,8 +175,8 @@ pub fn head_has_header(head: &[u8], name: &[u8]) -> bool {
 
 /// The request id the answer carries: the client's when reasonable.
 pub fn request_id(req: &RequestHeader) -> String {
-    let all = |name| req.headers.get_all(name).into_iter().map(|v| v.as_bytes());
-    gate::request_id(all(gate::REQUEST_ID), all(gate::X_REQUEST_ID))
+    let all = |name: &HeaderName| req.headers.get_all(name).into_iter().map(|v| v.as_bytes());
+    gate::request_id(all(&REQUEST_ID_NAME), all(&X_REQUEST_ID_NAME))
 }
 
 #[cfg(test)]

@@ -87,7 +87,6 @@ pub fn forwarded_for<'a>(
     received: impl Iterator<Item = &'a [u8]>,
     client: Option<IpAddr>,
 ) -> Option<String> {
-    use std::fmt::Write as _;
     let mut all = String::new();
     let hops = received
         .filter_map(|v| std::str::from_utf8(v).ok())
@@ -103,8 +102,35 @@ pub fn forwarded_for<'a>(
         if !all.is_empty() {
             all.push_str(", ");
         }
-        // Writing to a String cannot fail.
-        let _ = write!(all, "{ip}");
+        push_ip(&mut all, ip);
     }
     (!all.is_empty()).then_some(all)
+}
+
+/// Appends `ip` as `Display` writes it; an IPv4 address, the usual case,
+/// without the formatting machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    use std::fmt::Write as _;
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                out.extend(digits[skip..].iter().map(|d| char::from(b'0' + d)));
+            }
+        }
+        // Writing to a String cannot fail.
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
 }

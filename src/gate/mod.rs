@@ -313,10 +313,11 @@ impl Gate {
             Some(t) => t.render(&zambda.id, &zambda.name, target.route.as_str()),
             None => route::canonical_path(&config.route_prefix, &target.zambda, target.route),
         };
-        let path = match target.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
+        let mut path = path;
+        if let Some(query) = target.query {
+            path.push('?');
+            path.push_str(query);
+        }
         Outcome::Forward(Forward {
             path,
             zambda_id: zambda.id.clone(),

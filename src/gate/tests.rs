@@ -857,6 +857,35 @@ fn forwarded_for_appends_the_client() {
 }
 
 #[test]
+fn the_client_address_is_written_as_display_writes_it() {
+    let addresses = [
+        "0.0.0.0",
+        "9.10.99.100",
+        "255.254.200.199",
+        "127.0.0.1",
+        "1.20.3.45",
+        "::1",
+        "2001:db8::7",
+    ];
+    for text in addresses {
+        let ip: std::net::IpAddr = text.parse().unwrap();
+        assert_eq!(
+            forwarded_for(std::iter::empty(), Some(ip)).as_deref(),
+            Some(ip.to_string().as_str()),
+            "{text}"
+        );
+    }
+    // Every octet value, in every position.
+    for octet in 0..=255u8 {
+        let ip = std::net::IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+        assert_eq!(
+            forwarded_for(std::iter::empty(), Some(ip)),
+            Some(ip.to_string())
+        );
+    }
+}
+
+#[test]
 fn each_label_has_its_own_duration_slot() {
     use Label::*;
     let all = [
