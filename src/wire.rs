@@ -103,11 +103,10 @@ pub fn facts<'a>(
                 .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD),
         content_length: content_length(req),
         // From the bytes received: pingora drops `Content-Length` from the
-        // parsed header when `Transfer-Encoding` is present too.
-        has_content_length: match head {
-            Some(head) => head_has_header(head, b"content-length"),
-            None => req.headers.contains_key(http::header::CONTENT_LENGTH),
-        },
+        // parsed header when `Transfer-Encoding` is present too. A parsed
+        // one was received, so the head is scanned only when there is none.
+        has_content_length: req.headers.contains_key(http::header::CONTENT_LENGTH)
+            || head.is_some_and(|head| head_has_header(head, b"content-length")),
         transfer_encoding: values(req, &http::header::TRANSFER_ENCODING),
         traced: false,
     }
