@@ -89,7 +89,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 # jwt_verify needs HAProxy >= 2.5
-HAPROXY_VERSION="$(haproxy -v | head -1 | awk '{print $3}')"
+HAPROXY_VERSION="$(haproxy -v | awk 'NR == 1 {print $3}')"
 if ! printf '2.5\n%s\n' "${HAPROXY_VERSION%%-*}" | sort -V -C; then
   echo "HAProxy $HAPROXY_VERSION has no jwt_verify (needs >= 2.5)" >&2
   exit 1
