@@ -207,17 +207,7 @@ EOF
 }
 wrk_static exec "$PATH_EXEC"
 wrk_static public "$PATH_PUBLIC"
-cat >"$WORK/fresh.lua" <<EOF
-local tokens = {}
-for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
-local i = 0
-local body = '$BODY'
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("POST", "$PATH_EXEC",
-    { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. tokens[i] }, body)
-end
-EOF
+fresh_tokens_lua "$WORK/fresh.lua" "$WORK/tokens.txt" "$PATH_EXEC"
 cat "$WORK/report.lua" >>"$WORK/fresh.lua"
 
 # --- start everything ------------------------------------------------------------------
@@ -264,16 +254,6 @@ for p in "$P_BACKEND" "$P_NGINX" "$P_HAPROXY" "$P_BARE"; do
   fi
 done
 
-# CPU time (user + system, clock ticks) of a process and its children's
-# live processes (nginx's worker), to report CPU per request.
-cpu_ticks() {
-  local total=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$p/stat" ] || continue
-    total=$(( total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat") ))
-  done
-  echo "$total"
-}
 TICKS=$(getconf CLK_TCK)
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 ZG_IDLE_RSS=$(rss_mb "$ZG_PID")
@@ -365,14 +345,13 @@ echo "zambda-guard vs. alternatives: wrk -t1 -c$CONNECTIONS -d${DURATION}s, keep
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
 echo "zambda-guard $("$ZG" --version | awk '{print $2}') (profile $PROFILE), nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), HAProxy $HAPROXY_VERSION; median of $ROUNDS rounds"
 echo
-python_free_median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2}'; }
 printf '%-40s %10s %10s %10s %12s\n' "system" "req/s" "p50 ms" "p99 ms" "CPU us/req"
 declare -A RPS P50 P99 CPU
 for s in "${SYSTEMS[@]}"; do
-  RPS[$s]=$(awk -v s="$s" '$1 == s {print $3}' "$WORK/results.txt" | python_free_median)
-  P50[$s]=$(awk -v s="$s" '$1 == s {print $4}' "$WORK/results.txt" | python_free_median)
-  P99[$s]=$(awk -v s="$s" '$1 == s {print $5}' "$WORK/results.txt" | python_free_median)
-  CPU[$s]=$(awk -v s="$s" '$1 == s {print $6}' "$WORK/results.txt" | python_free_median)
+  RPS[$s]=$(awk -v s="$s" '$1 == s {print $3}' "$WORK/results.txt" | median)
+  P50[$s]=$(awk -v s="$s" '$1 == s {print $4}' "$WORK/results.txt" | median)
+  P99[$s]=$(awk -v s="$s" '$1 == s {print $5}' "$WORK/results.txt" | median)
+  CPU[$s]=$(awk -v s="$s" '$1 == s {print $6}' "$WORK/results.txt" | median)
   printf '%-40s %10.0f %10.2f %10.2f %12.1f\n' "${LABEL[$s]}" "${RPS[$s]}" "$(awk -v v="${P50[$s]}" 'BEGIN {print v / 1000}')" \
     "$(awk -v v="${P99[$s]}" 'BEGIN {print v / 1000}')" "${CPU[$s]}"
 done

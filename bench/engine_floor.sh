@@ -164,15 +164,6 @@ run_wrk() {
   fi
   echo "$n $us"
 }
-cpu_ticks() { # pid (and its children: nginx's worker): "user system" clock ticks
-  local u=0 y=0 p a b
-  for p in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$p/stat" ] || continue
-    read -r a b <<<"$(awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$p/stat")"
-    u=$(( u + a )); y=$(( y + b ))
-  done
-  echo "$u $y"
-}
 TICKS=$(getconf CLK_TCK)
 
 # --- one bare proxy per variant ------------------------------------------------------
@@ -282,14 +273,13 @@ fi
 measure() {
   local u0 s0 u1 s1 n us
   run_wrk 64 1 "$4" "$3" >/dev/null
-  read -r u0 s0 <<<"$(cpu_ticks "$2")"
+  read -r u0 s0 <<<"$(cpu_ticks_split "$2")"
   read -r n us <<<"$(run_wrk 64 "$DURATION" "$4" "$3")"
-  read -r u1 s1 <<<"$(cpu_ticks "$2")"
+  read -r u1 s1 <<<"$(cpu_ticks_split "$2")"
   # name round req/s cpu_us/req sys_us/req
   echo "$1 $5 $(awk -v n="$n" -v us="$us" -v u=$((u1 - u0)) -v y=$((s1 - s0)) -v hz="$TICKS" \
     'BEGIN {printf "%.0f %.2f %.2f", n / (us / 1e6), (u + y) / hz * 1e6 / n, y / hz * 1e6 / n}')" >>"$WORK/rounds.txt"
 }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 summary() { # names...: median req/s, CPU and system CPU us/req per name, and the rounds
   local s
   printf '%-26s %8s %11s %11s   %s\n' "" "req/s" "CPU us/req" "sys us/req" "rounds (req/s cpu/sys)"

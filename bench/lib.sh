@@ -1,6 +1,7 @@
-# Shared by bench/compare.sh and bench/profile.sh (sourced, not run): free
-# loopback ports, nginx configs (the fixed backend among them), and a
-# zambda-guard instance configured for the benchmark's tokens and policies.
+# Shared by the scripts in bench/ (sourced, not run): free loopback ports,
+# nginx configs (the fixed backend among them), a zambda-guard instance
+# configured for the benchmark's tokens and policies, the fresh-token load,
+# CPU time of a process, and the median of a column.
 # Expects ROOT (the repository) to be set.
 
 ISSUER=https://issuer.bench/
@@ -132,3 +133,41 @@ shutdown:
   upgrade_sock: $1/upgrade.sock
 EOF
 }
+
+# fresh_tokens_lua FILE TOKENS PATH: a wrk script that POSTs $BODY to PATH
+# with the next token of the file TOKENS (one per line) on every request.
+fresh_tokens_lua() {
+  cat >"$1" <<EOF
+local tokens = {}
+for line in io.lines("$2") do tokens[#tokens + 1] = line end
+local i = 0
+local body = '$BODY'
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("POST", "$3",
+    { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. tokens[i] }, body)
+end
+EOF
+}
+
+# cpu_ticks_split PID: "user system" CPU time in clock ticks of PID and its
+# live children (nginx's worker).
+cpu_ticks_split() {
+  local u=0 y=0 p a b
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    read -r a b <<<"$(awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$p/stat")"
+    u=$(( u + a )); y=$(( y + b ))
+  done
+  echo "$u $y"
+}
+
+# cpu_ticks PID: the same, user and system together.
+cpu_ticks() {
+  local u y
+  read -r u y <<<"$(cpu_ticks_split "$1")"
+  echo $(( u + y ))
+}
+
+# median: the median of the numbers on stdin, one per line.
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }

@@ -150,17 +150,7 @@ if step train; then
   wrk_script other "/v1/zambda/other-fn/execute" "Bearer $TOKEN"
   wrk_script none "$PATH_EXEC"
   wrk_script badsig "$PATH_EXEC" "Bearer $BAD_TOKEN"
-  cat >"$WORK/fresh.lua" <<EOF
-local tokens = {}
-for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
-local i = 0
-local body = '$BODY'
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("POST", "$PATH_EXEC",
-    { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. tokens[i] }, body)
-end
-EOF
+  fresh_tokens_lua "$WORK/fresh.lua" "$WORK/tokens.txt" "$PATH_EXEC"
 
   "$NGINX" -p "$WORK/backend" -c "$WORK/backend/nginx.conf" 2>"$WORK/backend/stderr.log" &
   PIDS+=($!)

@@ -85,7 +85,6 @@ for v in "${VARIANTS[@]}"; do
   done
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 for round in $(seq 1 "$ROUNDS"); do
   for v in "${VARIANTS[@]}"; do
