@@ -501,6 +501,57 @@ impl Response {
     }
 }
 
+/// One HTTP/1.1 request as a stand-in server received it: header names
+/// lower-cased, the body read to its `content-length`.
+pub struct RawRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Reads one request from a stand-in server's connection; `None` when the
+/// connection ends before the whole request came.
+pub async fn read_request(stream: &mut TcpStream) -> Option<RawRequest> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, target) = (first.next()?.to_string(), first.next()?.to_string());
+    let headers: std::collections::BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(RawRequest {
+        method,
+        target,
+        headers,
+        body: buf[head_end..head_end + length].to_vec(),
+    })
+}
+
 /// Sends raw bytes and reads one response (10 s at most).
 pub async fn send(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
     tokio::time::timeout(Duration::from_secs(10), async {
