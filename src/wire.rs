@@ -78,17 +78,13 @@ pub fn facts<'a>(
         target,
         // Behind a trusted load balancer, the address it speaks for.
         client: peer(session).map(|peer| {
-            // Only a trusted peer's list is read (see `Trusted::client`).
-            if !trusted.contains(peer) {
-                return peer;
-            }
-            let forwarded: Vec<&[u8]> = req
-                .headers
-                .get_all(&X_FORWARDED_FOR_NAME)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            trusted.client(peer, &forwarded)
+            trusted.client(peer, || {
+                req.headers
+                    .get_all(&X_FORWARDED_FOR_NAME)
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect()
+            })
         }),
         authorization: values(req, &http::header::AUTHORIZATION),
         project_ids: values(req, &PROJECT_ID_NAMES[0]).chain(values(req, &PROJECT_ID_NAMES[1])),
