@@ -309,11 +309,10 @@ impl Gate {
             return Outcome::Refuse(Refusal::BodyTooLarge);
         }
 
-        let path = match &config.upstream.path_template {
+        let mut path = match &config.upstream.path_template {
             Some(t) => t.render(&zambda.id, &zambda.name, target.route.as_str()),
             None => route::canonical_path(&config.route_prefix, &target.zambda, target.route),
         };
-        let mut path = path;
         if let Some(query) = target.query {
             path.push('?');
             path.push_str(query);
