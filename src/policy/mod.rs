@@ -81,6 +81,8 @@ mod walk;
 mod tests;
 #[cfg(test)]
 mod tests_oystehr;
+#[cfg(test)]
+mod tests_yaml;
 
 pub use coverage::{Coverage, PolicyId};
 pub use decide::{Decision, Explanation, HeldRole, RoleSource};

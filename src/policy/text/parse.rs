@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use super::file;
 use super::lines::Lines;
 use super::split::{self, Piece};
+use super::{block, file};
 use crate::policy::load::LoadError;
 
 /// One parsed file.
@@ -36,6 +36,8 @@ pub(in crate::policy) fn deserialize(path: &Path, text: &str) -> Result<file::Fi
             let line = Some(error.line()).filter(|&line| line > 0);
             (line, strip(&error, &suffix))
         })
+    } else if let Some(file) = block::from_str::<Option<file::File>>(text) {
+        Ok(file)
     } else {
         serde_yaml::from_str::<Option<file::File>>(text).map_err(|error| {
             let location = error.location();
