@@ -14,8 +14,9 @@
 //! fully understand, and on every error — anchors, aliases, tags,
 //! directives, block scalars, several documents, tabs, control or
 //! line-break characters other than `\n`, scalars or flow collections that
-//! span lines, escapes in double quotes, plain scalars that `deserialize_any`
-//! would resolve to anything but a string, a field the file types refuse.
+//! span lines, plain scalars that `deserialize_any` would resolve to
+//! anything but a string, a field the file types refuse. Double-quoted
+//! scalars are read with all of YAML's escapes.
 //! The caller then parses the text with serde_yaml, which decides and
 //! reports. A file this reads gives the same value serde_yaml gives; the
 //! differential tests hold it to that.
@@ -332,16 +333,7 @@ fn quoted(text: &str) -> Option<(Node<'_>, &str)> {
     let quote = *text.as_bytes().first()?;
     let body = text.get(1..)?;
     if quote == b'"' {
-        let close = body.find(['"', '\\'])?;
-        if body.as_bytes().get(close) != Some(&b'"') {
-            // An escape: left to libyaml.
-            return None;
-        }
-        let node = Node::Scalar {
-            text: Cow::Borrowed(body.get(..close)?),
-            plain: false,
-        };
-        return Some((node, body.get(close + 1..)?));
+        return double_quoted(body);
     }
     let mut owned: Option<String> = None;
     let mut from = 0;
@@ -354,17 +346,72 @@ fn quoted(text: &str) -> Option<(Node<'_>, &str)> {
             from = close + 2;
             continue;
         }
-        let last = body.get(from..close)?;
-        let text = match owned {
-            Some(mut owned) => {
-                owned.push_str(last);
-                Cow::Owned(owned)
-            }
-            None => Cow::Borrowed(last),
-        };
-        let node = Node::Scalar { text, plain: false };
+        let node = quoted_node(owned, body.get(from..close)?);
         return Some((node, body.get(close + 1..)?));
     }
+}
+
+/// A quoted scalar: the text unescaped so far (if any), then `last`.
+fn quoted_node(owned: Option<String>, last: &str) -> Node<'_> {
+    let text = match owned {
+        Some(mut owned) => {
+            owned.push_str(last);
+            Cow::Owned(owned)
+        }
+        None => Cow::Borrowed(last),
+    };
+    Node::Scalar { text, plain: false }
+}
+
+/// The body of a double-quoted scalar (after its opening quote), and what
+/// follows its closing quote. Escapes are YAML's, as libyaml reads them; an
+/// escaped line break (a backslash ending the line) is left to libyaml.
+fn double_quoted(body: &str) -> Option<(Node<'_>, &str)> {
+    let mut owned: Option<String> = None;
+    let mut from = 0;
+    loop {
+        let at = from + body.get(from..)?.find(['"', '\\'])?;
+        let piece = body.get(from..at)?;
+        if body.as_bytes().get(at) == Some(&b'"') {
+            return Some((quoted_node(owned, piece), body.get(at + 1..)?));
+        }
+        let owned = owned.get_or_insert_with(String::new);
+        owned.push_str(piece);
+        let escape = *body.as_bytes().get(at + 1)?;
+        let (c, len) = match escape {
+            b'0' => ('\0', 1),
+            b'a' => ('\u{7}', 1),
+            b'b' => ('\u{8}', 1),
+            b't' => ('\t', 1),
+            b'n' => ('\n', 1),
+            b'v' => ('\u{b}', 1),
+            b'f' => ('\u{c}', 1),
+            b'r' => ('\r', 1),
+            b'e' => ('\u{1b}', 1),
+            b' ' => (' ', 1),
+            b'"' => ('"', 1),
+            b'/' => ('/', 1),
+            b'\\' => ('\\', 1),
+            b'N' => ('\u{85}', 1),
+            b'_' => ('\u{a0}', 1),
+            b'L' => ('\u{2028}', 1),
+            b'P' => ('\u{2029}', 1),
+            b'x' => (hex(body.get(at + 2..at + 4)?)?, 3),
+            b'u' => (hex(body.get(at + 2..at + 6)?)?, 5),
+            b'U' => (hex(body.get(at + 2..at + 10)?)?, 9),
+            _ => return None,
+        };
+        owned.push(c);
+        from = at + 1 + len;
+    }
+}
+
+/// The character whose code point these hex digits (all of them) give.
+fn hex(digits: &str) -> Option<char> {
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    char::from_u32(u32::from_str_radix(digits, 16).ok()?)
 }
 
 /// A flow collection at the start of `text` that closes on this line, and
