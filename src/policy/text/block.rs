@@ -27,6 +27,8 @@ use std::fmt;
 use serde::de::value::StrDeserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 
+use super::lines::block::{is_dash, Line};
+
 /// `text` deserialized as serde_yaml would, or `None` when it is not plain
 /// block YAML or does not deserialize.
 pub(in crate::policy) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
@@ -56,29 +58,13 @@ impl Node<'_> {
     };
 }
 
-/// One line that is neither blank nor a comment.
-#[derive(Debug, Clone, Copy)]
-struct Line<'a> {
-    indent: usize,
-    /// Without its indentation and trailing spaces.
-    content: &'a str,
-}
-
-impl<'a> Line<'a> {
-    fn dash(&self) -> bool {
-        is_dash(self.content)
-    }
-}
-
-fn is_dash(content: &str) -> bool {
-    content == "-" || content.starts_with("- ")
-}
-
 /// The document's root mapping, or `None`.
 fn read(text: &str) -> Option<Node<'_>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Lines that are neither blank nor a comment, without their trailing
+    // spaces.
     let mut lines = Vec::new();
-    for line in text.split('\n') {
+    for (number, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if !clean(line) {
             return None;
@@ -98,6 +84,7 @@ fn read(text: &str) -> Option<Node<'_>> {
             return None;
         }
         lines.push(Line {
+            number: number + 1,
             indent,
             content: content.trim_end_matches(' '),
         });
@@ -191,9 +178,7 @@ impl<'a> Reader<'a> {
         let mut items = Vec::new();
         while let Some(line) = self.peek().filter(|l| l.indent == indent && l.dash()) {
             self.at += 1;
-            let rest = line.content.get(1..).unwrap_or_default();
-            let content = rest.trim_start_matches(' ');
-            let col = indent + line.content.len() - content.len();
+            let (content, col) = line.item();
             let item = if content.is_empty() || content.starts_with('#') {
                 match self.peek() {
                     Some(next) if next.indent > indent => self.node(next.indent, depth)?,
@@ -602,17 +587,14 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
         match self.0 {
-            Node::Seq(items) => visitor.visit_seq(Items(items.iter())),
+            Node::Seq(_) => self.deserialize_any(visitor),
             _ => Err(GiveUp),
         }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, GiveUp> {
         match self.0 {
-            Node::Map(entries) => visitor.visit_map(Entries {
-                entries: entries.iter(),
-                value: None,
-            }),
+            Node::Map(_) => self.deserialize_any(visitor),
             _ => Err(GiveUp),
         }
     }

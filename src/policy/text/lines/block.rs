@@ -82,20 +82,29 @@ struct Indexer {
     open: Option<Section>,
 }
 
-/// One line, split into indentation and content.
-struct Line<'a> {
-    number: usize,
-    indent: usize,
-    content: &'a str,
+/// One line, split into indentation and content (also the line type of
+/// the fast deserializer, `text::block`).
+#[derive(Debug, Clone, Copy)]
+pub(in crate::policy::text) struct Line<'a> {
+    /// 1-based.
+    pub number: usize,
+    pub indent: usize,
+    pub content: &'a str,
 }
 
-impl Line<'_> {
-    fn dash(&self) -> bool {
-        self.content == "-" || self.content.starts_with("- ")
+/// Whether `content` (a line without its indentation, or what follows a
+/// dash) is a list item: a dash alone or followed by a space.
+pub(in crate::policy::text) fn is_dash(content: &str) -> bool {
+    content == "-" || content.starts_with("- ")
+}
+
+impl<'a> Line<'a> {
+    pub fn dash(&self) -> bool {
+        is_dash(self.content)
     }
 
     /// What follows the dash of an item, and its column.
-    fn item(&self) -> (&str, usize) {
+    pub fn item(&self) -> (&'a str, usize) {
         let rest = self.content.get(1..).unwrap_or_default();
         let content = rest.trim_start_matches(' ');
         (content, self.indent + self.content.len() - content.len())
