@@ -1021,13 +1021,7 @@ fn the_fast_line_reader_agrees_with_the_parser() {
 
     // Mangled variants: wherever the text is still valid YAML and the fast
     // reader takes it, it must agree with the parser.
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut random = |below: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % below.max(1) as u64) as usize
-    };
+    let mut random = seeded_random();
     texts.extend(BLOCK_SHAPES.iter().map(|text| text.to_string()));
     let (mut valid, mut agreed) = (0, 0);
     for round in 0..4000 {
@@ -1589,7 +1583,7 @@ fn scale() {
 
 /// A fixed-seed xorshift generator: `random(n)` is in `0..n` (0 for 0), the
 /// same sequence on every run.
-fn seeded_random() -> impl FnMut(usize) -> usize {
+pub(super) fn seeded_random() -> impl FnMut(usize) -> usize {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     move |below| {
         seed ^= seed << 13;

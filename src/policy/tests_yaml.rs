@@ -6,13 +6,15 @@
 //! mutations.
 
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::text::block;
+use super::load::read_sources;
+use super::tests::seeded_random;
 use super::text::file::File;
+use super::text::{block, is_json};
 
 #[path = "../../benches/support/gen.rs"]
 mod gen;
@@ -233,36 +235,23 @@ fn gives_up_on_what_the_file_types_refuse() {
     }
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml")
-            && !path.to_string_lossy().ends_with(".test.yaml")
-        {
-            out.push(path);
-        }
-    }
-}
-
-/// The YAML policy files the repository ships (not its policy tests).
-fn shipped_policy_files() -> Vec<std::path::PathBuf> {
+/// The YAML policy files the repository ships, read as the loader finds
+/// and reads them (`read_sources`: no policy tests, no hidden files).
+fn shipped_policy_files() -> Vec<(PathBuf, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    yaml_files(&root.join("policies"), &mut files);
-    yaml_files(&root.join("examples/oystehr-project/policies"), &mut files);
+    for dir in ["policies", "examples/oystehr-project/policies"] {
+        let sources = read_sources(&root.join(dir));
+        assert!(sources.errors.is_empty(), "{:?}", sources.errors);
+        files.extend(sources.texts.into_iter().filter(|(path, _)| !is_json(path)));
+    }
     assert!(files.len() >= 5, "{files:?}");
     files
 }
 
 #[test]
 fn reads_every_shipped_policy_file() {
-    for path in shipped_policy_files() {
-        let text = std::fs::read_to_string(&path).expect("readable");
+    for (path, text) in shipped_policy_files() {
         assert!(
             agrees::<Option<File>>(&text),
             "{} is not read by the fast reader",
@@ -293,19 +282,17 @@ fn reads_the_scale_generators_files() {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*), so that a failure replays.
-struct Rng(u64);
+/// The policy tests' fixed-seed generator (`tests::seeded_random`), so that
+/// a failure replays, with a pick from a list.
+struct Rng(Box<dyn FnMut(usize) -> usize>);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    fn new() -> Rng {
+        Rng(Box::new(seeded_random()))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.0)(n)
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -541,7 +528,7 @@ fn random_tree(rng: &mut Rng) -> String {
 
 #[test]
 fn random_documents_are_read_as_serde_yaml_reads_them_or_given_up() {
-    let mut rng = Rng(0x5eed_0001);
+    let mut rng = Rng::new();
     let (mut lines_read, mut trees_read) = (0, 0);
     for _ in 0..10_000 {
         // Random lines: mostly not YAML, or not plain block YAML.
@@ -581,10 +568,10 @@ const MUTATIONS: &[&str] = &[
 #[test]
 fn mutated_policy_files_are_read_as_serde_yaml_reads_them_or_given_up() {
     let texts: Vec<String> = shipped_policy_files()
-        .iter()
-        .map(|path| std::fs::read_to_string(path).expect("readable"))
+        .into_iter()
+        .map(|(_, text)| text)
         .collect();
-    let mut rng = Rng(0x5eed_0002);
+    let mut rng = Rng::new();
     let (mut read, mut total) = (0, 0);
     for _ in 0..6_000 {
         let mut text = texts[rng.below(texts.len())].clone();
