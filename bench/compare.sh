@@ -196,13 +196,7 @@ done = function(summary, latency, requests)
 end
 EOF
 wrk_static() { # name path
-  cat >"$WORK/$1.lua" <<EOF
-wrk.method = "POST"
-wrk.path = "$2"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-EOF
+  static_lua "$WORK/$1.lua" "$2" "Bearer $TOKEN"
   cat "$WORK/report.lua" >>"$WORK/$1.lua"
 }
 wrk_static exec "$PATH_EXEC"
@@ -232,18 +226,10 @@ PIDS+=($ZG2_PID)
 ZG3_PID=$!
 PIDS+=($ZG3_PID)
 
-wait_ready() { # url
-  for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "not ready: $1 (logs in $WORK)" >&2
-  KEEP=1
-  exit 1
-}
-wait_ready "http://127.0.0.1:$P_ZG_ADMIN/readyz"
-wait_ready "http://127.0.0.1:$P_ZG2_ADMIN/readyz"
-wait_ready "http://127.0.0.1:$P_ZG3_ADMIN/readyz"
+for admin in "$P_ZG_ADMIN" "$P_ZG2_ADMIN" "$P_ZG3_ADMIN"; do
+  url="http://127.0.0.1:$admin/readyz"
+  wait_ready "$url" || { echo "not ready: $url (logs in $WORK)" >&2; KEEP=1; exit 1; }
+done
 for p in "$P_BACKEND" "$P_NGINX" "$P_HAPROXY" "$P_BARE"; do
   up=0
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && { up=1; break; }; sleep 0.1; done
@@ -259,34 +245,20 @@ rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 ZG_IDLE_RSS=$(rss_mb "$ZG_PID")
 
 # --- sanity: each system answers 200 from the backend, and refuses what it must ----------
-check() { # name expected_status url [curl args...]
-  local name="$1" want="$2" url="$3"
-  shift 3
-  local got
-  got=$(curl -sS -o "$WORK/check.body" -w '%{http_code}' -X POST -H 'content-type: application/json' \
-    --data "$BODY" "$@" "$url")
-  if [ "$got" != "$want" ]; then
-    echo "sanity check failed: $name: HTTP $got, expected $want: $(head -c 300 "$WORK/check.body")" >&2
-    KEEP=1
-    exit 1
-  fi
-}
 AUTH=(-H "Authorization: Bearer $TOKEN")
-# one signature character changed, well inside the signature
-c="${TOKEN: -20:1}"; [ "$c" = A ] && r=B || r=A
-BAD_TOKEN="${TOKEN:0:${#TOKEN}-20}$r${TOKEN: -19}"
-check "nginx" 200 "http://127.0.0.1:$P_NGINX$PATH_EXEC" "${AUTH[@]}"
-check "bare pingora" 200 "http://127.0.0.1:$P_BARE$PATH_EXEC" "${AUTH[@]}"
-check "haproxy" 200 "http://127.0.0.1:$P_HAPROXY$PATH_EXEC" "${AUTH[@]}"
-check "haproxy, bad signature" 401 "http://127.0.0.1:$P_HAPROXY$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
-check "haproxy, no token" 401 "http://127.0.0.1:$P_HAPROXY$PATH_EXEC"
-check "haproxy, other zambda" 403 "http://127.0.0.1:$P_HAPROXY/v1/zambda/not-allowed/execute" "${AUTH[@]}"
-check "zg" 200 "http://127.0.0.1:$P_ZG$PATH_EXEC" "${AUTH[@]}"
-check "zg, bad signature" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
-check "zg, no token" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC"
-check "zg public" 200 "http://127.0.0.1:$P_ZG$PATH_PUBLIC" "${AUTH[@]}"
-check "zg local" 200 "http://127.0.0.1:$P_ZG3$PATH_EXEC" "${AUTH[@]}"
-check "zg fresh" 200 "http://127.0.0.1:$P_ZG2$PATH_EXEC" -H "Authorization: Bearer $(sed -n 7p "$WORK/tokens.txt")"
+BAD_TOKEN="$(bad_signature "$TOKEN")"
+expect_status "nginx" 200 "http://127.0.0.1:$P_NGINX$PATH_EXEC" "${AUTH[@]}"
+expect_status "bare pingora" 200 "http://127.0.0.1:$P_BARE$PATH_EXEC" "${AUTH[@]}"
+expect_status "haproxy" 200 "http://127.0.0.1:$P_HAPROXY$PATH_EXEC" "${AUTH[@]}"
+expect_status "haproxy, bad signature" 401 "http://127.0.0.1:$P_HAPROXY$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
+expect_status "haproxy, no token" 401 "http://127.0.0.1:$P_HAPROXY$PATH_EXEC"
+expect_status "haproxy, other zambda" 403 "http://127.0.0.1:$P_HAPROXY/v1/zambda/not-allowed/execute" "${AUTH[@]}"
+expect_status "zg" 200 "http://127.0.0.1:$P_ZG$PATH_EXEC" "${AUTH[@]}"
+expect_status "zg, bad signature" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
+expect_status "zg, no token" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC"
+expect_status "zg public" 200 "http://127.0.0.1:$P_ZG$PATH_PUBLIC" "${AUTH[@]}"
+expect_status "zg local" 200 "http://127.0.0.1:$P_ZG3$PATH_EXEC" "${AUTH[@]}"
+expect_status "zg fresh" 200 "http://127.0.0.1:$P_ZG2$PATH_EXEC" -H "Authorization: Bearer $(sed -n 7p "$WORK/tokens.txt")"
 grep -q '"result":"ok"' "$WORK/check.body" || { echo "backend body not passed through" >&2; exit 1; }
 
 # --- the runs ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 # Shared by the scripts in bench/ (sourced, not run): free loopback ports,
 # nginx configs (the fixed backend among them), a zambda-guard instance
-# configured for the benchmark's tokens and policies, the fresh-token load,
-# CPU time of a process, and the median of a column.
+# configured for the benchmark's tokens and policies, the wrk scripts (one
+# request, fresh tokens), waiting for readiness, sanity checks, CPU time of
+# a process, and the median of a column.
 # Expects ROOT (the repository) to be set.
 
 ISSUER=https://issuer.bench/
@@ -134,6 +135,18 @@ shutdown:
 EOF
 }
 
+# static_lua FILE PATH [AUTHORIZATION]: a wrk script that POSTs $BODY as
+# JSON to PATH, with that Authorization header when one is given.
+static_lua() {
+  {
+    echo 'wrk.method = "POST"'
+    echo "wrk.path = \"$2\""
+    echo "wrk.body = '$BODY'"
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    [ -z "${3:-}" ] || echo "wrk.headers[\"Authorization\"] = \"$3\""
+  } >"$1"
+}
+
 # fresh_tokens_lua FILE TOKENS PATH: a wrk script that POSTs $BODY to PATH
 # with the next token of the file TOKENS (one per line) on every request.
 fresh_tokens_lua() {
@@ -171,3 +184,37 @@ cpu_ticks() {
 
 # median: the median of the numbers on stdin, one per line.
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+# wait_ready URL [TRIES]: polls URL every 0.1 s, at most TRIES times (100),
+# until it answers with a 2xx; fails when it never does.
+wait_ready() {
+  local try
+  for try in $(seq 1 "${2:-100}"); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# expect_status NAME WANT URL [curl args...]: POSTs $BODY as JSON to URL and
+# exits (keeping WORK) unless the answer's status is WANT; the body is left
+# in $WORK/check.body.
+expect_status() {
+  local name="$1" want="$2" url="$3" got
+  shift 3
+  got=$(curl -sS -o "$WORK/check.body" -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    --data "$BODY" "$@" "$url")
+  if [ "$got" != "$want" ]; then
+    echo "sanity check failed: $name: HTTP $got, expected $want: $(head -c 300 "$WORK/check.body")" >&2
+    KEEP=1
+    exit 1
+  fi
+}
+
+# bad_signature TOKEN: the token with one character changed well inside its
+# signature.
+bad_signature() {
+  local c r
+  c="${1: -20:1}"; [ "$c" = A ] && r=B || r=A
+  echo "${1:0:${#1}-20}$r${1: -19}"
+}

@@ -133,23 +133,13 @@ if step train; then
   TOKEN="$("$SIGN" --count 1 --issuer "$ISSUER" --audience "$AUDIENCE" --subject "$SUBJECT" --ttl 7200)"
   "$SIGN" --count 4000 --issuer "$ISSUER" --audience "$AUDIENCE" --subject "$SUBJECT" \
     --ttl 7200 >"$WORK/tokens.txt"
-  c="${TOKEN: -20:1}"; [ "$c" = A ] && r=B || r=A
-  BAD_TOKEN="${TOKEN:0:${#TOKEN}-20}$r${TOKEN: -19}"
+  BAD_TOKEN="$(bad_signature "$TOKEN")"
 
-  wrk_script() { # NAME PATH [AUTHORIZATION]
-    {
-      echo "wrk.method = \"POST\""
-      echo "wrk.path = \"$2\""
-      echo "wrk.body = '$BODY'"
-      echo "wrk.headers[\"Content-Type\"] = \"application/json\""
-      [ -z "${3:-}" ] || echo "wrk.headers[\"Authorization\"] = \"$3\""
-    } >"$WORK/$1.lua"
-  }
-  wrk_script exec "$PATH_EXEC" "Bearer $TOKEN"
-  wrk_script public "$PATH_PUBLIC" "Bearer $TOKEN"
-  wrk_script other "/v1/zambda/other-fn/execute" "Bearer $TOKEN"
-  wrk_script none "$PATH_EXEC"
-  wrk_script badsig "$PATH_EXEC" "Bearer $BAD_TOKEN"
+  static_lua "$WORK/exec.lua" "$PATH_EXEC" "Bearer $TOKEN"
+  static_lua "$WORK/public.lua" "$PATH_PUBLIC" "Bearer $TOKEN"
+  static_lua "$WORK/other.lua" "/v1/zambda/other-fn/execute" "Bearer $TOKEN"
+  static_lua "$WORK/none.lua" "$PATH_EXEC"
+  static_lua "$WORK/badsig.lua" "$PATH_EXEC" "Bearer $BAD_TOKEN"
   fresh_tokens_lua "$WORK/fresh.lua" "$WORK/tokens.txt" "$PATH_EXEC"
 
   "$NGINX" -p "$WORK/backend" -c "$WORK/backend/nginx.conf" 2>"$WORK/backend/stderr.log" &
@@ -161,28 +151,18 @@ if step train; then
     PIDS+=($!)
   done
   for admin in "$P_ZG_ADMIN" "$P_FRESH_ADMIN" "$P_LOCAL_ADMIN"; do
-    ok=0
-    for _ in $(seq 1 200); do
-      curl -fsS -o /dev/null "http://127.0.0.1:$admin/readyz" 2>/dev/null && { ok=1; break; }
-      sleep 0.1
-    done
-    [ "$ok" = 1 ] || { echo "zambda-guard not ready on admin port $admin (logs in $WORK)" >&2; KEEP=1; exit 1; }
+    wait_ready "http://127.0.0.1:$admin/readyz" 200 ||
+      { echo "zambda-guard not ready on admin port $admin (logs in $WORK)" >&2; KEEP=1; exit 1; }
   done
   # the loads must take the paths they are meant to train
-  expect() { # WANT URL [curl args...]
-    local want="$1" url="$2" got
-    shift 2
-    got=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
-      --data "$BODY" "$@" "$url")
-    [ "$got" = "$want" ] || { echo "$url: HTTP $got, expected $want" >&2; KEEP=1; exit 1; }
-  }
   AUTH=(-H "Authorization: Bearer $TOKEN")
-  expect 200 "http://127.0.0.1:$P_ZG$PATH_EXEC" "${AUTH[@]}"
-  expect 200 "http://127.0.0.1:$P_ZG$PATH_PUBLIC" "${AUTH[@]}"
-  expect 200 "http://127.0.0.1:$P_LOCAL$PATH_EXEC" "${AUTH[@]}"
-  expect 200 "http://127.0.0.1:$P_FRESH$PATH_EXEC" -H "Authorization: Bearer $(sed -n 7p "$WORK/tokens.txt")"
-  expect 401 "http://127.0.0.1:$P_ZG$PATH_EXEC"
-  expect 401 "http://127.0.0.1:$P_ZG$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
+  expect_status "execute" 200 "http://127.0.0.1:$P_ZG$PATH_EXEC" "${AUTH[@]}"
+  expect_status "execute-public" 200 "http://127.0.0.1:$P_ZG$PATH_PUBLIC" "${AUTH[@]}"
+  expect_status "token not forwarded" 200 "http://127.0.0.1:$P_LOCAL$PATH_EXEC" "${AUTH[@]}"
+  expect_status "fresh token" 200 "http://127.0.0.1:$P_FRESH$PATH_EXEC" \
+    -H "Authorization: Bearer $(sed -n 7p "$WORK/tokens.txt")"
+  expect_status "no token" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC"
+  expect_status "bad signature" 401 "http://127.0.0.1:$P_ZG$PATH_EXEC" -H "Authorization: Bearer $BAD_TOKEN"
 
   train() { # LABEL SCRIPT URL
     local out

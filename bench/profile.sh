@@ -75,12 +75,8 @@ backend_conf "$WORK/backend" "$P_BACKEND"
 zg_config "$WORK/zg" "$P_ZG" "$P_ADMIN" "$P_BACKEND"
 TOKEN="$("$SIGN" --count 1 --issuer "$ISSUER" --audience "$AUDIENCE" --subject "$SUBJECT" --ttl 7200)"
 if [ "$ROUTE" = execute ]; then ZPATH=$PATH_EXEC; else ZPATH=$PATH_PUBLIC; fi
-cat >"$WORK/load.lua" <<EOF
-wrk.method = "POST"
-wrk.path = "$ZPATH"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
+static_lua "$WORK/load.lua" "$ZPATH" "Bearer $TOKEN"
+cat >>"$WORK/load.lua" <<'EOF'
 done = function(summary) io.write(string.format("REQUESTS %d\n", summary.requests)) end
 EOF
 
@@ -90,7 +86,7 @@ start_zg() {
   "$@" "$ZG" run --config "$WORK/zg/config.yaml" >"$WORK/zg/out.log" 2>&1 &
   ZG_PID=$!
   PIDS+=($ZG_PID)
-  for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" 2>/dev/null && return; sleep 0.1; done
+  wait_ready "http://127.0.0.1:$P_ADMIN/readyz" 300 && return
   echo "zambda-guard not ready" >&2; cat "$WORK/zg/out.log" >&2; exit 1
 }
 start_zg

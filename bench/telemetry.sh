@@ -51,12 +51,8 @@ backend_conf "$WORK/backend" "$P_BACKEND"
 "$NGINX" -p "$WORK/backend" -c "$WORK/backend/nginx.conf" 2>"$WORK/backend/stderr.log" &
 PIDS+=($!)
 TOKEN="$("$SIGN" --count 1 --issuer "$ISSUER" --audience "$AUDIENCE" --subject "$SUBJECT" --ttl 7200)"
-cat >"$WORK/exec.lua" <<EOF
-wrk.method = "POST"
-wrk.path = "$PATH_EXEC"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
+static_lua "$WORK/exec.lua" "$PATH_EXEC" "Bearer $TOKEN"
+cat >>"$WORK/exec.lua" <<'EOF'
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %.1f %.1f %d\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99), summary.errors.status))
@@ -79,10 +75,7 @@ for v in "${VARIANTS[@]}"; do
   "$binary" run --config "$WORK/$v/config.yaml" >"$WORK/$v/out.log" 2>&1 &
   PIDS+=($!)
   echo $! >"$WORK/$v/pid"
-  for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$P_ADMIN/readyz" 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_ready "http://127.0.0.1:$P_ADMIN/readyz" || true
 done
 
 TICK=$(getconf CLK_TCK)
